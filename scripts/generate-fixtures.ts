@@ -1,5 +1,5 @@
 /**
- * Generates the test images in the tiny model's colours (models/tiny/layout.ts) and the root
+ * Generates the test images in the tiny model's colours (models/tiny-generator/layout.ts) and the root
  * test_input.json. Run after changing the layout: `npm run build && node dist/scripts/generate-fixtures.js`.
  *
  * - room.jpg / room.png: 800x533 room: walls, one door, two windows, floor (the original API's example size).
