@@ -76,7 +76,7 @@ function portraitPixels(): Buffer {
 }
 
 /** The alpha fixture: opaque wall, a door rectangle at alpha 0, a window rectangle at alpha 128. */
-export const ALPHA = { width: 320, height: 240, door: [20, 60, 80, 200], window: [200, 40, 300, 120] } as const;
+export const ALPHA = { width: 320, height: 240, door: [20, 60, 80, 170], window: [250, 40, 310, 120] } as const;
 
 function alphaPixels(): Buffer {
   const { width, height, door, window } = ALPHA;
