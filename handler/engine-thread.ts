@@ -1,0 +1,79 @@
+/**
+ * The engine's own thread. The worker loop and the local API server run the model here, so the
+ * main thread (heartbeat, job-stop polling, downloads, HTTP) is never blocked by inference.
+ * Messages: in  {type: "segment", id, request} | {type: "abort", id}
+ *           out {type: "ready", device} | {type: "failed", error} | {type: "progress", id, done, total}
+ *               | {type: "result", id, result} | {type: "error", id, error}
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { EngineError } from "../engine/errors.js";
+import { Sam3Engine } from "../engine/segmenter.js";
+import type { EngineSettings, SegmentResult } from "../engine/segmenter.js";
+
+export interface SegmentMessage {
+  readonly type: "segment";
+  readonly id: number;
+  readonly image: Uint8Array;
+  readonly concepts: readonly string[];
+  readonly threshold: number;
+  readonly maxInstances?: number;
+}
+
+export type ToEngine = SegmentMessage | { readonly type: "abort"; readonly id: number };
+
+export interface SerializedError {
+  readonly code?: string;
+  readonly message: string;
+}
+
+export type FromEngine =
+  | { readonly type: "ready"; readonly device: "cpu" | "cuda" }
+  | { readonly type: "failed"; readonly error: SerializedError }
+  | { readonly type: "progress"; readonly id: number; readonly done: number; readonly total: number }
+  | { readonly type: "result"; readonly id: number; readonly result: SegmentResult }
+  | { readonly type: "error"; readonly id: number; readonly error: SerializedError };
+
+export type EngineThreadData = Omit<EngineSettings, "warn">;
+
+function serialize(err: unknown): SerializedError {
+  return err instanceof EngineError ? { code: err.code, message: err.message } : { message: (err as Error)?.message ?? String(err) };
+}
+
+async function serve(): Promise<void> {
+  const port = parentPort!;
+  const send = (message: FromEngine) => port.postMessage(message);
+  const settings: EngineSettings = { ...(workerData as EngineThreadData), warn: (m) => port.postMessage({ type: "warn", message: m }) };
+  let engine: Sam3Engine;
+  try {
+    engine = await Sam3Engine.create(settings);
+  } catch (err) {
+    send({ type: "failed", error: serialize(err) });
+    return;
+  }
+  const running = new Map<number, AbortController>();
+  port.on("message", (message: ToEngine) => {
+    if (message.type === "abort") {
+      running.get(message.id)?.abort();
+      return;
+    }
+    const controller = new AbortController();
+    running.set(message.id, controller);
+    engine
+      .segment({
+        image: message.image,
+        concepts: message.concepts,
+        threshold: message.threshold,
+        ...(message.maxInstances !== undefined ? { maxInstances: message.maxInstances } : {}),
+        signal: controller.signal,
+        onConceptDone: (done, total) => send({ type: "progress", id: message.id, done, total }),
+      })
+      .then(
+        (result) => send({ type: "result", id: message.id, result }),
+        (err: unknown) => send({ type: "error", id: message.id, error: serialize(err) }),
+      )
+      .finally(() => running.delete(message.id));
+  });
+  send({ type: "ready", device: engine.device });
+}
+
+if (parentPort) await serve();
