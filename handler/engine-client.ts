@@ -18,9 +18,12 @@ export interface EngineClient {
 
 export function inProcessEngine(settings: EngineSettings): EngineClient {
   const engine = Sam3Engine.create(settings);
-  engine.catch(() => undefined); // the error is given to each job, not raised unhandled
+  const ready = engine.then((e) => e.device);
+  // The error is given to each job (and to whoever awaits `ready`), never raised unhandled.
+  engine.catch(() => undefined);
+  ready.catch(() => undefined);
   return {
-    ready: engine.then((e) => e.device),
+    ready,
     segment: async (request) => (await engine).segment(request),
     close: async () => {
       const e = await engine.catch(() => undefined);
