@@ -7,7 +7,7 @@
 import sharp from "sharp";
 import { IMAGE_SIZE } from "../models/contract.js";
 import { EngineError } from "./errors.js";
-import { normalizeToPlanar, resizeRgb } from "./resample.js";
+import { resizeToPlanar } from "./resample.js";
 
 /** Formats accepted from callers; others (SVG, PDF, raw...) are refused before decoding. */
 export const ACCEPTED_FORMATS = ["jpeg", "png", "webp", "gif", "avif", "tiff"] as const;
@@ -75,6 +75,5 @@ export async function decodeRgb(bytes: Uint8Array, maxPixels: number): Promise<R
 
 /** The vision encoder's input: [1, 3, 1008, 1008] float32 in -1..1, planes R, G, B. */
 export function toModelInput(image: RgbImage): Float32Array {
-  const resized = resizeRgb(image.data, image.width, image.height, IMAGE_SIZE, IMAGE_SIZE);
-  return normalizeToPlanar(resized, IMAGE_SIZE * IMAGE_SIZE);
+  return resizeToPlanar(image.data, image.width, image.height, IMAGE_SIZE, IMAGE_SIZE);
 }

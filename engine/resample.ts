@@ -64,20 +64,33 @@ function horizontalPass(src: Uint8Array, width: number, height: number, outW: nu
     const row = y * width * 3;
     let q = y * outW * 3;
     for (let o = 0; o < outW; o++, q += 3) {
-      let r = HALF;
-      let g = HALF;
-      let b = HALF;
       let p = row + start[o]! * 3;
-      const kEnd = o * stride + count[o]!;
-      for (let j = o * stride; j < kEnd; j++, p += 3) {
-        const c = k[j]!;
-        r = (r + src[p]! * c) | 0;
-        g = (g + src[p + 1]! * c) | 0;
-        b = (b + src[p + 2]! * c) | 0;
+      const kb = o * stride;
+      const n = count[o]!;
+      let r: number;
+      let g: number;
+      let b: number;
+      if (n === 2) {
+        // Enlarging: two taps, unrolled.
+        const c0 = k[kb]!;
+        const c1 = k[kb + 1]!;
+        r = (HALF + src[p]! * c0 + src[p + 3]! * c1) >> PRECISION_BITS;
+        g = (HALF + src[p + 1]! * c0 + src[p + 4]! * c1) >> PRECISION_BITS;
+        b = (HALF + src[p + 2]! * c0 + src[p + 5]! * c1) >> PRECISION_BITS;
+      } else {
+        r = HALF;
+        g = HALF;
+        b = HALF;
+        for (let j = kb, end = kb + n; j < end; j++, p += 3) {
+          const c = k[j]!;
+          r = (r + src[p]! * c) | 0;
+          g = (g + src[p + 1]! * c) | 0;
+          b = (b + src[p + 2]! * c) | 0;
+        }
+        r >>= PRECISION_BITS;
+        g >>= PRECISION_BITS;
+        b >>= PRECISION_BITS;
       }
-      r >>= PRECISION_BITS;
-      g >>= PRECISION_BITS;
-      b >>= PRECISION_BITS;
       out[q] = r < 0 ? 0 : r > 255 ? 255 : r;
       out[q + 1] = g < 0 ? 0 : g > 255 ? 255 : g;
       out[q + 2] = b < 0 ? 0 : b > 255 ? 255 : b;
@@ -121,13 +134,63 @@ function verticalPass(src: Uint8Array, width: number, height: number, outH: numb
   return out;
 }
 
+/**
+ * The model input in one go: Pillow-exact resize to outW x outH, then v = u8 / 127.5 - 1 in R, G, B
+ * planes. The vertical pass writes the normalised planes directly (no second pass over the pixels);
+ * its bytes are those of `resizeRgb` (the tests compare the two).
+ */
+export function resizeToPlanar(src: Uint8Array, width: number, height: number, outW: number, outH: number): Float32Array {
+  const horizontal = width === outW ? src : horizontalPass(src, width, height, outW);
+  const pixels = outW * outH;
+  const out = new Float32Array(pixels * 3);
+  if (height === outH) return normalizeToPlanar(horizontal, pixels, out);
+  const { start, count, stride, k } = bilinearTaps(height, outH);
+  const rowLen = outW * 3;
+  const acc = new Int32Array(rowLen);
+  const r = NORMALIZED;
+  for (let o = 0; o < outH; o++) {
+    const kBase = o * stride;
+    const n = count[o]!;
+    const a = start[o]! * rowLen;
+    let p = o * outW;
+    if (n === 2) {
+      // Enlarging: two source rows per output row, written straight to the planes.
+      const c0 = k[kBase]!;
+      const c1 = k[kBase + 1]!;
+      const b = a + rowLen;
+      for (let i = 0; i < rowLen; i += 3, p++) {
+        out[p] = r[clamp8((HALF + horizontal[a + i]! * c0 + horizontal[b + i]! * c1) >> PRECISION_BITS)]!;
+        out[pixels + p] = r[clamp8((HALF + horizontal[a + i + 1]! * c0 + horizontal[b + i + 1]! * c1) >> PRECISION_BITS)]!;
+        out[2 * pixels + p] = r[clamp8((HALF + horizontal[a + i + 2]! * c0 + horizontal[b + i + 2]! * c1) >> PRECISION_BITS)]!;
+      }
+      continue;
+    }
+    acc.fill(HALF);
+    for (let j = 0; j < n; j++) {
+      const c = k[kBase + j]!;
+      const row = a + j * rowLen;
+      for (let i = 0; i < rowLen; i++) acc[i] = acc[i]! + horizontal[row + i]! * c;
+    }
+    for (let i = 0; i < rowLen; i += 3, p++) {
+      out[p] = NORMALIZED[clamp8(acc[i]! >> PRECISION_BITS)]!;
+      out[pixels + p] = NORMALIZED[clamp8(acc[i + 1]! >> PRECISION_BITS)]!;
+      out[2 * pixels + p] = NORMALIZED[clamp8(acc[i + 2]! >> PRECISION_BITS)]!;
+    }
+  }
+  return out;
+}
+
+const clamp8 = (v: number) => (v < 0 ? 0 : v > 255 ? 255 : v);
+
+/** u8 / 127.5 - 1 for every byte value. */
+const NORMALIZED = new Float32Array(256).map((_, u) => u / 127.5 - 1);
+
 /** Interleaved 8-bit RGB to planar float32 [3, h, w] with v = u8 / 127.5 - 1 (mean = std = 0.5, not ImageNet). */
 export function normalizeToPlanar(rgb: Uint8Array, pixels: number, out: Float32Array = new Float32Array(pixels * 3)): Float32Array {
-  const lut = new Float32Array(256).map((_, u) => u / 127.5 - 1);
   for (let i = 0, p = 0; i < pixels; i++, p += 3) {
-    out[i] = lut[rgb[p]!]!;
-    out[pixels + i] = lut[rgb[p + 1]!]!;
-    out[2 * pixels + i] = lut[rgb[p + 2]!]!;
+    out[i] = NORMALIZED[rgb[p]!]!;
+    out[pixels + i] = NORMALIZED[rgb[p + 1]!]!;
+    out[2 * pixels + i] = NORMALIZED[rgb[p + 2]!]!;
   }
   return out;
 }

@@ -11,9 +11,12 @@ import { join } from "node:path";
 import { TOKENIZER_FILE } from "../models/contract.js";
 import { EngineError, throwIfAborted } from "./errors.js";
 import { decodeRgb, readImageHeader, toModelInput } from "./image.js";
+import type { RgbImage } from "./image.js";
 import { LruCache } from "./lru.js";
 import { MaskEncoder } from "./masks.js";
-import type { MaskTimings } from "./masks.js";
+import type { MaskFormat, MaskTimings } from "./masks.js";
+import { OVERLAY_COLOURS, OverlayCanvas } from "./overlay.js";
+import type { CocoRle } from "./rle.js";
 import { pixelBox, selectInstances } from "./postprocess.js";
 import type { Box } from "./postprocess.js";
 import { ModelSessions } from "./sessions.js";
@@ -35,6 +38,8 @@ export interface EngineSettings {
   /** Decoder calls: one per concept, or all concepts of a job in one batch. */
   readonly decoderBatching: "per-concept" | "batched";
   readonly intraOpThreads?: number;
+  /** Let ONNX Runtime's threads spin-wait between runs (faster runs, busier cores); off by default. */
+  readonly allowSpinning?: boolean;
   /** Run one small job at start-up so the first real job is not the cold one. */
   readonly warmUp: boolean;
   readonly warn: (message: string) => void;
@@ -57,19 +62,25 @@ export interface SegmentRequest {
   readonly threshold: number;
   /** Cap per concept, applied to the sorted scores before any mask is resized. */
   readonly maxInstances?: number;
+  /** "png" (default): base64 PNGs in masks_base64; "rle": COCO RLE objects in masks_rle. */
+  readonly maskFormat?: MaskFormat;
+  /** Also draw the overlay picture (overlay_base64). */
+  readonly overlay?: boolean;
   readonly signal?: AbortSignal;
   /** Called after each concept's masks are done. */
   readonly onConceptDone?: (done: number, total: number) => void;
 }
 
+/** One concept's instances; exactly one of masks_base64 (PNG, the default) and masks_rle is present. */
 export interface ConceptResult {
   instance_count: number;
-  masks_base64: string[];
+  masks_base64?: string[];
+  masks_rle?: CocoRle[];
   scores: number[];
   boxes: Box[];
 }
 
-export const STAGES = ["decode", "preprocess", "vision", "text", "decoder", "postprocess", "encode", "total"] as const;
+export const STAGES = ["decode", "preprocess", "vision", "text", "decoder", "postprocess", "encode", "overlay", "total"] as const;
 export type Stage = (typeof STAGES)[number];
 export type StageTimings = Record<Stage, number>;
 
@@ -77,6 +88,8 @@ export interface SegmentResult {
   /** [width, height] after EXIF orientation. */
   readonly image_size: [number, number];
   readonly results: Record<string, ConceptResult>;
+  /** JPEG of the image with the masks drawn on it, when asked for. */
+  readonly overlay_base64?: string;
   readonly timings: StageTimings;
   /** True when the vision features came from the image cache. */
   readonly imageCacheHit: boolean;
@@ -109,6 +122,7 @@ export class Sam3Engine {
       device: settings.device,
       warn: settings.warn,
       ...(settings.intraOpThreads ? { intraOpThreads: settings.intraOpThreads } : {}),
+      ...(settings.allowSpinning ? { allowSpinning: true } : {}),
     });
     let tokenizer: ClipTokenizer;
     try {
@@ -148,11 +162,15 @@ export class Sam3Engine {
     const key = this.settings.imageCacheSize > 0 ? createHash("sha256").update(request.image).digest("hex") : "";
     let image = key ? this.imageCache.get(key) : undefined;
     const imageCacheHit = image !== undefined;
-    if (!image) {
-      const decoded = await time("decode", async () => {
+    const decode = () =>
+      time("decode", async () => {
         await readImageHeader(request.image, this.settings.maxImagePixels);
         return decodeRgb(request.image, this.settings.maxImagePixels);
       });
+    let rgb: RgbImage | undefined;
+    if (!image) {
+      const decoded = await decode();
+      rgb = decoded;
       throwIfAborted(signal);
       const pixels = await time("preprocess", () => toModelInput(decoded));
       const features = await time("vision", () => this.run(() => this.sessions.encodeImage(pixels)));
@@ -165,6 +183,11 @@ export class Sam3Engine {
     const text = await time("text", () => this.conceptFeatures(concepts));
     const { width, height } = image;
     const encoder = new MaskEncoder(width, height, this.settings.maskConcurrency);
+    const format = request.maskFormat ?? "png";
+    // The overlay needs the pixels; a cached image was not decoded this time.
+    if (request.overlay && !rgb) rgb = await decode();
+    const canvas = request.overlay && rgb ? new OverlayCanvas(rgb.data, width, height) : undefined;
+    rgb = undefined;
     const maskTimings: MaskTimings = { resizeMs: 0, totalMs: 0 };
     const results: Record<string, ConceptResult> = {};
 
@@ -173,12 +196,22 @@ export class Sam3Engine {
       const kept = selectInstances(decoded.logits, decoded.presenceLogit, request.threshold, request.maxInstances);
       const boxes = kept.map((k) => pixelBox(decoded.boxes, k.query, width, height));
       timings.postprocess += performance.now() - t0;
-      const masks = await encoder.encodePngs(
+      const colour = OVERLAY_COLOURS[concepts.indexOf(concept) % OVERLAY_COLOURS.length]!;
+      const masks = await encoder.encode(
         kept.map((k) => () => decoded.maskPlane(k.query)),
+        format,
         maskTimings,
-        signal,
+        {
+          ...(signal ? { signal } : {}),
+          ...(canvas ? { visit: (_i: number, mask: Uint8Array, offset: number, stride: number) => canvas.paint(mask, offset, stride, colour) } : {}),
+        },
       );
-      results[concept] = { instance_count: kept.length, masks_base64: masks, scores: kept.map((k) => k.score), boxes };
+      results[concept] = {
+        instance_count: kept.length,
+        ...(format === "rle" ? { masks_rle: masks as CocoRle[] } : { masks_base64: masks as string[] }),
+        scores: kept.map((k) => k.score),
+        boxes,
+      };
       request.onConceptDone?.(Object.keys(results).length, concepts.length);
     };
 
@@ -198,11 +231,16 @@ export class Sam3Engine {
     }
     timings.postprocess += maskTimings.resizeMs;
     timings.encode += maskTimings.totalMs - maskTimings.resizeMs;
-    timings.total = performance.now() - started;
     // Keys in request order (duplicates once), whatever order the work finished in.
     const ordered: Record<string, ConceptResult> = {};
     for (const c of concepts) ordered[c] = results[c]!;
-    return { image_size: [width, height], results: ordered, timings, imageCacheHit };
+    const overlay = canvas
+      ? await time("overlay", () =>
+          canvas.toJpegBase64(concepts.map((c, i) => ({ label: c, colour: OVERLAY_COLOURS[i % OVERLAY_COLOURS.length]!, count: ordered[c]!.instance_count }))),
+        )
+      : undefined;
+    timings.total = performance.now() - started;
+    return { image_size: [width, height], results: ordered, ...(overlay ? { overlay_base64: overlay } : {}), timings, imageCacheHit };
   }
 
   async dispose(): Promise<void> {

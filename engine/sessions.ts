@@ -22,6 +22,8 @@ export interface SessionSettings {
   readonly device: DeviceSetting;
   /** ONNX Runtime intra-op threads; undefined lets ONNX Runtime choose (all physical cores). */
   readonly intraOpThreads?: number;
+  /** Let ONNX Runtime's thread pools spin-wait between runs. */
+  readonly allowSpinning?: boolean;
   readonly warn: (message: string) => void;
 }
 
@@ -133,6 +135,9 @@ export class ModelSessions {
       graphOptimizationLevel: "all",
       logSeverityLevel: 3,
       ...(settings.intraOpThreads ? { intraOpNumThreads: settings.intraOpThreads } : {}),
+      // Spinning intra-op threads keep cores busy between runs, which starves mask encoding and
+      // decoding on small machines (jh.md: ~25 % slower jobs on 2 cores); off unless asked for.
+      ...(settings.allowSpinning ? {} : { extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } } }),
     };
     const opened: ort.InferenceSession[] = [];
     const open = async (spec: GraphSpec) => {

@@ -19,6 +19,10 @@ export interface SegmentationRequest {
   /** As sent (the result keys), in order. */
   readonly concepts: readonly string[];
   readonly threshold: number;
+  /** Extensions (api-contract.md section 5); the defaults leave the response as the original API's. */
+  readonly maskFormat: "png" | "rle";
+  readonly maxInstances?: number;
+  readonly returnOverlay: boolean;
 }
 
 export interface InputLimits {
@@ -42,7 +46,37 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 
 export function parseInput(input: unknown, limits: InputLimits): SegmentationRequest {
   if (!isObject(input)) throw new InvalidInputError(`input must be an object (got ${input === undefined ? "nothing" : describe(input)})`);
-  return { image: parseImage(input, limits), concepts: parseConcepts(input.concepts, limits), threshold: parseThreshold(input.confidence_threshold) };
+  const maxInstances = parseMaxInstances(input.max_instances);
+  return {
+    image: parseImage(input, limits),
+    concepts: parseConcepts(input.concepts, limits),
+    threshold: parseThreshold(input.confidence_threshold),
+    maskFormat: parseMaskFormat(input.mask_format),
+    ...(maxInstances !== undefined ? { maxInstances } : {}),
+    returnOverlay: parseFlag("return_overlay", input.return_overlay),
+  };
+}
+
+export const MAX_INSTANCES_LIMIT = 200;
+
+function parseMaskFormat(value: unknown): "png" | "rle" {
+  if (value === undefined || value === null) return "png";
+  if (value === "png" || value === "rle") return value;
+  throw new InvalidInputError(`mask_format must be "png" or "rle" (got ${describe(value)})`);
+}
+
+function parseMaxInstances(value: unknown): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > MAX_INSTANCES_LIMIT) {
+    throw new InvalidInputError(`max_instances must be an integer from 1 to ${MAX_INSTANCES_LIMIT} (got ${describe(value)})`);
+  }
+  return value;
+}
+
+function parseFlag(field: string, value: unknown): boolean {
+  if (value === undefined || value === null) return false;
+  if (typeof value !== "boolean") throw new InvalidInputError(`${field} must be true or false (got ${describe(value)})`);
+  return value;
 }
 
 function parseImage(input: Record<string, unknown>, limits: InputLimits): ImageSource {

@@ -16,6 +16,8 @@ import { redactUrl } from "./logger.js";
 export interface SegmentationPayload {
   image_size: [number, number];
   results: Record<string, ConceptResult>;
+  /** Only when the request set return_overlay. */
+  overlay_base64?: string;
 }
 
 export type JobOutcome = { readonly output: SegmentationPayload } | { readonly error: string };
@@ -55,7 +57,11 @@ export function contractMessage(err: unknown): string {
 }
 
 function toPayload(result: SegmentResult): SegmentationPayload {
-  return { image_size: result.image_size, results: result.results };
+  return {
+    image_size: result.image_size,
+    results: result.results,
+    ...(result.overlay_base64 !== undefined ? { overlay_base64: result.overlay_base64 } : {}),
+  };
 }
 
 export async function runSegmentationJob(input: unknown, ctx: JobContext): Promise<JobOutcome> {
@@ -76,6 +82,9 @@ export async function runSegmentationJob(input: unknown, ctx: JobContext): Promi
       image: bytes,
       concepts: request.concepts,
       threshold: request.threshold,
+      maskFormat: request.maskFormat,
+      overlay: request.returnOverlay,
+      ...(request.maxInstances !== undefined ? { maxInstances: request.maxInstances } : {}),
       ...(signal ? { signal } : {}),
       ...(ctx.onProgress ? { onConceptDone: ctx.onProgress } : {}),
     });

@@ -3,7 +3,7 @@ import { axisTable, resizeMaskInto, resizeMaskReference, resizePlan } from "../.
 
 function fast(plane: Float32Array | Float64Array, width: number, height: number): Uint8Array {
   const out = new Uint8Array(width * height);
-  resizeMaskInto(plane, resizePlan(width, height, 288), out, 0, width, new Float64Array(288 * width));
+  resizeMaskInto(plane, resizePlan(width, height, 288), out, 0, width);
   return out;
 }
 
@@ -96,11 +96,35 @@ describe("mask resize and cut", () => {
     }
   });
 
+  it("equals the per-pixel formula for objects small and large, at the borders, and for empty and full planes", () => {
+    const planes: [string, Float32Array][] = [];
+    const blob = (cx: number, cy: number, r: number, outside = -10) => {
+      const p = new Float32Array(288 * 288);
+      for (let y = 0; y < 288; y++) for (let x = 0; x < 288; x++) p[y * 288 + x] = Math.hypot(x - cx, y - cy) < r ? 5 - Math.hypot(x - cx, y - cy) / 4 : outside;
+      return p;
+    };
+    planes.push(["small blob", blob(100, 60, 6)], ["corner blob", blob(287, 287, 20)], ["origin blob", blob(0, 0, 9)], ["wide blob", blob(144, 144, 200)]);
+    planes.push(["all negative", new Float32Array(288 * 288).fill(-10)], ["all positive", new Float32Array(288 * 288).fill(3)]);
+    const edge = new Float32Array(288 * 288).fill(-10);
+    edge[5 * 288 + 7] = 0; // exactly zero: inside the box, and 0 is not > 0
+    edge[200 * 288 + 250] = 1e-12;
+    planes.push(["zeros at the box edge", edge]);
+    for (const [name, plane] of planes) {
+      for (const [w, h] of [
+        [800, 533],
+        [97, 61],
+        [1500, 1100],
+      ] as const) {
+        expect(Buffer.compare(fast(plane, w, h), resizeMaskReference(plane, 288, w, h)), `${name} at ${w}x${h}`).toBe(0);
+      }
+    }
+  });
+
   it("writes into a strided buffer (PNG scanlines) without touching the filter bytes", () => {
     const w = 50;
     const h = 40;
     const out = new Uint8Array(h * (w + 1)).fill(7);
-    resizeMaskInto(new Float32Array(288 * 288).fill(1), resizePlan(w, h, 288), out, 1, w + 1, new Float64Array(288 * w));
+    resizeMaskInto(new Float32Array(288 * 288).fill(1), resizePlan(w, h, 288), out, 1, w + 1);
     for (let y = 0; y < h; y++) {
       expect(out[y * (w + 1)]).toBe(7);
       expect(out.subarray(y * (w + 1) + 1, (y + 1) * (w + 1)).every((v) => v === 255)).toBe(true);

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { bilinearTaps, normalizeToPlanar, resizeRgb } from "../../engine/resample.js";
+import { bilinearTaps, normalizeToPlanar, resizeRgb, resizeToPlanar } from "../../engine/resample.js";
 
 /** The integer pattern of scripts/reference/pil_resize_hashes.py: edges, gradients and texture. */
 function pattern(width: number, height: number): Uint8Array {
@@ -52,6 +52,21 @@ describe("resizeRgb (Pillow's bilinear, fixed point)", () => {
     }
     expect(taps.start[0]).toBe(0);
     expect(taps.start[1007]! + taps.count[1007]!).toBe(4000);
+  });
+});
+
+describe("resizeToPlanar (the model input in one pass)", () => {
+  it.each([
+    [800, 533],
+    [1200, 900],
+    [4000, 3000],
+    [1008, 700],
+    [1008, 1008],
+  ])("equals normalizeToPlanar(resizeRgb(...)) exactly at %ix%i", (w, h) => {
+    const src = pattern(w, h);
+    const fused = resizeToPlanar(src, w, h, 1008, 1008);
+    const twoStep = normalizeToPlanar(resizeRgb(src, w, h, 1008, 1008), 1008 * 1008);
+    expect(Buffer.compare(Buffer.from(fused.buffer), Buffer.from(twoStep.buffer))).toBe(0);
   });
 });
 

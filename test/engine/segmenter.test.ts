@@ -4,6 +4,8 @@ import { join } from "node:path";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EngineError } from "../../engine/errors.js";
+import { OVERLAY_COLOURS, TINT_ALPHA } from "../../engine/overlay.js";
+import { decodeRle } from "../../engine/rle.js";
 import type { Sam3Engine, SegmentResult } from "../../engine/segmenter.js";
 import { ROOM } from "../../models/tiny-generator/layout.js";
 import { ALPHA, GRAY, PORTRAIT } from "../../scripts/generate-fixtures.js";
@@ -38,9 +40,9 @@ async function expectMasksMatch(result: SegmentResult, concept: string, object: 
   const [width, height] = result.image_size;
   const expected = expectedInstances(concept, width, height, object);
   const got = result.results[concept]!;
-  expect(got.masks_base64).toHaveLength(got.instance_count);
+  expect(got.masks_base64!).toHaveLength(got.instance_count);
   for (let i = 0; i < got.instance_count; i++) {
-    const mask = await decodeMask(got.masks_base64[i]!);
+    const mask = await decodeMask(got.masks_base64![i]!);
     expect([mask.width, mask.height, mask.channels, mask.depth]).toEqual([width, height, 1, "uchar"]);
     expect(mask.pixels.every((v) => v === 0 || v === 255)).toBe(true);
     const best = expected.map((e) => ({ e, iou: iou(mask.pixels, e.pixels) })).sort((a, b) => b.iou - a.iou)[0]!;
@@ -100,13 +102,73 @@ describe("the room fixture on the tiny model", () => {
     const all = await engine.segment({ image: room, concepts: ["wall"], threshold: 0.3 });
     const capped = await engine.segment({ image: room, concepts: ["wall"], threshold: 0.3, maxInstances: 3 });
     expect(capped.results.wall!.scores).toEqual(all.results.wall!.scores.slice(0, 3));
-    expect(capped.results.wall!.masks_base64).toEqual(all.results.wall!.masks_base64.slice(0, 3));
+    expect(capped.results.wall!.masks_base64!).toEqual(all.results.wall!.masks_base64!.slice(0, 3));
   });
 
   it("answers duplicated concepts once and keys results by the string as sent", async () => {
     const result = await engine.segment({ image: room, concepts: ["Door", "door", "Door"], threshold: 0.5 });
     expect(Object.keys(result.results)).toEqual(["Door", "door"]);
     expect(result.results.Door!.instance_count).toBe(1);
+  });
+});
+
+describe("opt-in extensions", () => {
+  it("leaves the default response without masks_rle or overlay_base64", async () => {
+    const result = await engine.segment({ image: room, concepts: ["door"], threshold: 0.5 });
+    expect(Object.keys(result.results.door!)).toEqual(["instance_count", "masks_base64", "scores", "boxes"]);
+    expect(result).not.toHaveProperty("overlay_base64");
+  });
+
+  it("mask_format rle gives COCO RLE that decodes to exactly the PNG masks", async () => {
+    const png = await engine.segment({ image: room, concepts: ["wall", "door", "window"], threshold: 0.3 });
+    const rle = await engine.segment({ image: room, concepts: ["wall", "door", "window"], threshold: 0.3, maskFormat: "rle" });
+    for (const concept of ["wall", "door", "window"]) {
+      const a = png.results[concept]!;
+      const b = rle.results[concept]!;
+      expect(Object.keys(b)).toEqual(["instance_count", "masks_rle", "scores", "boxes"]);
+      expect(b.scores).toEqual(a.scores);
+      expect(b.masks_rle).toHaveLength(a.instance_count);
+      for (let i = 0; i < a.instance_count; i++) {
+        expect(b.masks_rle![i]!.size).toEqual([H, W]);
+        const fromPng = (await decodeMask(a.masks_base64![i]!)).pixels;
+        expect(Buffer.compare(Buffer.from(decodeRle(b.masks_rle![i]!)), Buffer.from(fromPng))).toBe(0);
+      }
+    }
+  });
+
+  it("return_overlay draws each concept's masks in its colour, outlines them and leaves the rest as it was", async () => {
+    const result = await engine.segment({ image: room, concepts: ["door", "window"], threshold: 0.5, overlay: true });
+    const jpeg = Buffer.from(result.overlay_base64!, "base64");
+    const meta = await sharp(jpeg).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(["jpeg", W, H]);
+    const { data } = await sharp(jpeg).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const original = (await sharp(room).raw().toBuffer({ resolveWithObject: true })).data;
+    const at = (buf: Buffer, x: number, y: number) => [...buf.subarray((y * W + x) * 3, (y * W + x) * 3 + 3)];
+    const close = (a: number[], b: number[], tol: number) => a.every((v, i) => Math.abs(v - b[i]!) <= tol);
+    const tinted = (x: number, y: number, colour: readonly number[]) =>
+      at(original, x, y).map((v, i) => v * (1 - TINT_ALPHA) + colour[i]! * TINT_ALPHA);
+    // Inside the door and a window: the image blended with the concept's colour.
+    expect(close(at(data, 105, 265), tinted(105, 265, OVERLAY_COLOURS[0]!), 12)).toBe(true);
+    expect(close(at(data, 500, 195), tinted(500, 195, OVERLAY_COLOURS[1]!), 12)).toBe(true);
+    // On the door's outline: the concept's colour itself.
+    expect(close(at(data, 61, 265), [...OVERLAY_COLOURS[0]!], 40)).toBe(true);
+    // Outside every mask (wall between the windows, floor): unchanged.
+    expect(close(at(data, 600, 195), at(original, 600, 195), 10)).toBe(true);
+    expect(close(at(data, 400, 480), at(original, 400, 480), 10)).toBe(true);
+    // The legend sits in the top-left corner on a dark box.
+    expect(at(data, 2, 2).every((v) => v < 120)).toBe(true);
+  });
+
+  it("return_overlay works on a cached image too (the image is decoded again for it)", async () => {
+    const cached = await createTinyEngine({ imageCacheSize: 2 });
+    try {
+      await cached.segment({ image: room, concepts: ["door"], threshold: 0.5 });
+      const second = await cached.segment({ image: room, concepts: ["door"], threshold: 0.5, overlay: true });
+      expect(second.imageCacheHit).toBe(true);
+      expect(second.overlay_base64!.length).toBeGreaterThan(1000);
+    } finally {
+      await cached.dispose();
+    }
   });
 });
 
@@ -118,19 +180,19 @@ describe("image handling", () => {
     const { person, lamp } = PORTRAIT;
     expect(result.results.person!.instance_count).toBe(1);
     expect(result.results.lamp!.instance_count).toBe(1);
-    const personMask = await decodeMask(result.results.person!.masks_base64[0]!);
+    const personMask = await decodeMask(result.results.person!.masks_base64![0]!);
     const ellipse = region(PORTRAIT.width, PORTRAIT.height, (x, y) => ((x - person.cx) / person.rx) ** 2 + ((y - person.cy) / person.ry) ** 2 <= 1);
     expect(iou(personMask.pixels, ellipse)).toBeGreaterThanOrEqual(0.95);
-    const lampMask = await decodeMask(result.results.lamp!.masks_base64[0]!);
+    const lampMask = await decodeMask(result.results.lamp!.masks_base64![0]!);
     expect(iou(lampMask.pixels, region(PORTRAIT.width, PORTRAIT.height, inRect(lamp)))).toBeGreaterThanOrEqual(0.95);
   });
 
   it("drops alpha without compositing, as PIL's convert('RGB') does", async () => {
     const image = readFileSync(join(FIXTURES, "alpha.png"));
     const result = await engine.segment({ image, concepts: ["door", "window"], threshold: 0.5 });
-    const door = await decodeMask(result.results.door!.masks_base64[0]!);
+    const door = await decodeMask(result.results.door!.masks_base64![0]!);
     expect(iou(door.pixels, region(ALPHA.width, ALPHA.height, inRect(ALPHA.door)))).toBeGreaterThanOrEqual(0.95);
-    const window = await decodeMask(result.results.window!.masks_base64[0]!);
+    const window = await decodeMask(result.results.window!.masks_base64![0]!);
     expect(iou(window.pixels, region(ALPHA.width, ALPHA.height, inRect(ALPHA.window)))).toBeGreaterThanOrEqual(0.95);
   });
 
@@ -139,7 +201,7 @@ describe("image handling", () => {
     const result = await engine.segment({ image, concepts: ["ceiling"], threshold: 0.3 });
     expect(result.image_size).toEqual([GRAY.width, GRAY.height]);
     const union = new Uint8Array(GRAY.width * GRAY.height);
-    for (const m of result.results.ceiling!.masks_base64) (await decodeMask(m)).pixels.forEach((v, i) => (union[i] ||= v));
+    for (const m of result.results.ceiling!.masks_base64!) (await decodeMask(m)).pixels.forEach((v, i) => (union[i] ||= v));
     expect(iou(union, region(GRAY.width, GRAY.height, inRect(GRAY.patch as Rect)))).toBeGreaterThanOrEqual(0.95);
   });
 
@@ -254,7 +316,7 @@ describe("model loading", () => {
         expect(a.results[c]!.instance_count).toBe(b.results[c]!.instance_count);
         a.results[c]!.scores.forEach((s, i) => expect(s).toBeCloseTo(b.results[c]!.scores[i]!, 2));
         for (let i = 0; i < a.results[c]!.instance_count; i++) {
-          const [ma, mb] = await Promise.all([decodeMask(a.results[c]!.masks_base64[i]!), decodeMask(b.results[c]!.masks_base64[i]!)]);
+          const [ma, mb] = await Promise.all([decodeMask(a.results[c]!.masks_base64![i]!), decodeMask(b.results[c]!.masks_base64![i]!)]);
           expect(iou(ma.pixels, mb.pixels)).toBeGreaterThanOrEqual(0.98);
         }
       }

@@ -85,6 +85,20 @@ describe("parseInput", () => {
     expect(parseInput({ ...ok, concepts: ["🚪".repeat(200)] }, limits).concepts).toHaveLength(1);
   });
 
+  it("reads the opt-in extensions with defaults that keep the original response", () => {
+    expect(parseInput(ok, limits)).toMatchObject({ maskFormat: "png", returnOverlay: false });
+    expect(parseInput(ok, limits)).not.toHaveProperty("maxInstances");
+    expect(parseInput({ ...ok, mask_format: "rle", max_instances: 5, return_overlay: true }, limits)).toMatchObject({
+      maskFormat: "rle",
+      maxInstances: 5,
+      returnOverlay: true,
+    });
+    expect(message({ ...ok, mask_format: "jpeg" })).toBe('Invalid input: mask_format must be "png" or "rle" (got "jpeg")');
+    expect(message({ ...ok, max_instances: 0 })).toBe("Invalid input: max_instances must be an integer from 1 to 200 (got 0)");
+    expect(message({ ...ok, max_instances: 2.5 })).toBe("Invalid input: max_instances must be an integer from 1 to 200 (got 2.5)");
+    expect(message({ ...ok, return_overlay: "yes" })).toBe('Invalid input: return_overlay must be true or false (got "yes")');
+  });
+
   it("checks confidence_threshold: a finite number in [0, 1]", () => {
     for (const [value, got] of [
       [1.5, "1.5"],
