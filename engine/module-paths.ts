@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -13,8 +13,16 @@ export function findProjectRoot(from: string = dirname(fileURLToPath(import.meta
   }
 }
 
-/** True when the module at `moduleUrl` is the script node was started with. */
+/**
+ * True when the module at `moduleUrl` is the script node was started with, also when it was
+ * started through a symlink (npx and npm bin links point at the compiled file).
+ */
 export function isMainModule(moduleUrl: string): boolean {
   const entry = process.argv[1];
-  return entry !== undefined && moduleUrl === pathToFileURL(entry).href;
+  if (entry === undefined) return false;
+  try {
+    return realpathSync(fileURLToPath(moduleUrl)) === realpathSync(entry);
+  } catch {
+    return moduleUrl === pathToFileURL(entry).href;
+  }
 }

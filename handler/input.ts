@@ -46,9 +46,14 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 
 export function parseInput(input: unknown, limits: InputLimits): SegmentationRequest {
   if (!isObject(input)) throw new InvalidInputError(`input must be an object (got ${input === undefined ? "nothing" : describe(input)})`);
+  const image = parseImage(input, limits);
+  return { image, ...parseOptions(input, limits) };
+}
+
+/** Everything but the image source (the command-line tool reads its image itself). */
+export function parseOptions(input: Record<string, unknown>, limits: InputLimits): Omit<SegmentationRequest, "image"> {
   const maxInstances = parseMaxInstances(input.max_instances);
   return {
-    image: parseImage(input, limits),
     concepts: parseConcepts(input.concepts, limits),
     threshold: parseThreshold(input.confidence_threshold),
     maskFormat: parseMaskFormat(input.mask_format),
