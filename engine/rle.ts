@@ -12,25 +12,62 @@ export interface CocoRle {
   counts: string;
 }
 
+/** Positions in [start, end) where a 0/255 row changes value, reading 0 before the row starts. */
+function rowToggles(mask: Uint8Array, start: number, end: number): number[] {
+  const toggles: number[] = [];
+  let at = start;
+  let looking = 255;
+  for (;;) {
+    // Native byte searches: a mask row is a few long runs.
+    const next = mask.indexOf(looking, at);
+    if (next < 0 || next >= end) return toggles;
+    toggles.push(next - start);
+    at = next;
+    looking = looking === 255 ? 0 : 255;
+  }
+}
+
 /**
- * Column-major run lengths of a binary mask held row-major (any non-zero byte is foreground),
- * `stride` bytes per row from `offset`. Rows equal to the one above (most of a mask) cost one
- * memory compare; only the columns that change value in a row are visited.
+ * Column-major run lengths of a 0/255 mask held row-major, `stride` bytes per row from `offset`.
+ * Works row by row: a row equal to the one above costs one memory compare; otherwise the columns
+ * that flip are found from the rows' value changes (found with native byte searches), so the cost
+ * follows the mask's edges, not its area.
  */
 export function maskRunLengths(mask: Uint8Array, width: number, height: number, offset = 0, stride = width): number[] {
   if (width === 0 || height === 0) return [0];
   // Per column: the value of its top pixel and the rows where its value flips.
   const top = new Uint8Array(width);
   const flips: number[][] = Array.from({ length: width }, () => []);
-  for (let x = 0; x < width; x++) top[x] = mask[offset + x]! ? 1 : 0;
+  for (let x = 0; x < width; x++) top[x] = mask[offset + x] === 255 ? 1 : 0;
   const bytes = Buffer.from(mask.buffer, mask.byteOffset, mask.byteLength);
+  let above = rowToggles(mask, offset, offset + width);
   for (let y = 1; y < height; y++) {
     const row = offset + y * stride;
-    const above = row - stride;
-    if (bytes.compare(bytes, above, above + width, row, row + width) === 0) continue;
-    for (let x = 0; x < width; x++) {
-      if ((mask[row + x]! ? 1 : 0) !== (mask[above + x]! ? 1 : 0)) flips[x]!.push(y);
+    if (bytes.compare(bytes, row - stride, row - stride + width, row, row + width) === 0) continue;
+    const current = rowToggles(mask, row, row + width);
+    // The two rows differ exactly between consecutive points of the symmetric difference of their toggles.
+    const diff: number[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < above.length || j < current.length) {
+      const a = i < above.length ? above[i]! : Infinity;
+      const c = j < current.length ? current[j]! : Infinity;
+      if (a === c) {
+        i++;
+        j++;
+      } else if (a < c) {
+        diff.push(a);
+        i++;
+      } else {
+        diff.push(c);
+        j++;
+      }
     }
+    for (let k = 0; k < diff.length; k += 2) {
+      const end = k + 1 < diff.length ? diff[k + 1]! : width;
+      for (let x = diff[k]!; x < end; x++) flips[x]!.push(y);
+    }
+    above = current;
   }
   const counts: number[] = [];
   let value = 0;

@@ -35,6 +35,36 @@ describe("COCO RLE (pycocotools' column-major counts and string form)", () => {
     expect(maskRunLengths(mask("0100", "0100", "0100"), 4, 3)).toEqual([3, 3, 6]);
   });
 
+  it("equals a plain column-major count on random masks of many shapes", () => {
+    let seed = 7;
+    const next = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    for (let t = 0; t < 30; t++) {
+      const width = 1 + Math.floor(next() * 60);
+      const height = 1 + Math.floor(next() * 60);
+      const m = new Uint8Array(width * height);
+      const density = next();
+      for (let i = 0; i < m.length; i++) m[i] = next() < density ? 255 : 0;
+      // Some rows repeat the one above, as most rows of real masks do.
+      for (let y = 1; y < height; y++) if (next() < 0.5) m.copyWithin(y * width, (y - 1) * width, y * width);
+      const plain: number[] = [];
+      let value = 0;
+      let run = 0;
+      for (let x = 0; x < width; x++) {
+        for (let y = 0; y < height; y++) {
+          const v = m[y * width + x] ? 1 : 0;
+          if (v === value) run++;
+          else {
+            plain.push(run);
+            value = v;
+            run = 1;
+          }
+        }
+      }
+      plain.push(run);
+      expect(maskRunLengths(m, width, height), `${width}x${height}`).toEqual(plain);
+    }
+  });
+
   it("decodes what it encodes, for large counts and a strided scanline buffer", () => {
     const width = 300;
     const height = 200;
