@@ -16,7 +16,8 @@ export type TakeResult =
   | { readonly kind: "jobs"; readonly jobs: RunpodJob[]; readonly dropped: number }
   | { readonly kind: "none" }
   | { readonly kind: "throttled" }
-  | { readonly kind: "error"; readonly reason: string };
+  /** `status`: the HTTP status of a non-2xx reply; `batch`: whether the batch route was asked. */
+  | { readonly kind: "error"; readonly reason: string; readonly status?: number; readonly batch?: boolean };
 
 export interface TakeRequest {
   /** The filled job-take URL. */
@@ -60,7 +61,7 @@ export async function takeJobs(req: TakeRequest): Promise<TakeResult> {
   }
   if (res.status === 204 || res.status === 400) return { kind: "none" };
   if (res.status === 429) return { kind: "throttled" };
-  if (res.status < 200 || res.status > 299) return { kind: "error", reason: `HTTP ${res.status}` };
+  if (res.status < 200 || res.status > 299) return { kind: "error", reason: `HTTP ${res.status}`, status: res.status, batch: batch !== undefined };
   if (!res.contentType.includes("json") || res.body.trim() === "") return { kind: "none" };
   let parsed: unknown;
   try {

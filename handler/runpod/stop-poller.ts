@@ -8,6 +8,9 @@ import { sleep } from "./backoff.js";
 import { LONG_POLL_MS } from "./job-take.js";
 import { platformRequest } from "./platform-http.js";
 
+/** Shortest cycle after a 200 reply, so a platform that answers at once cannot make us poll hot. */
+const MIN_POLL_CYCLE_MS = 250;
+
 export interface StopPollerSettings {
   readonly url: string;
   readonly apiKey?: string;
@@ -60,6 +63,7 @@ export class StopPoller {
   /** One long poll; returns how long to wait before the next. */
   private async poll(): Promise<number> {
     const { log } = this.settings;
+    const started = Date.now();
     try {
       const res = await platformRequest({
         method: "GET",
@@ -83,7 +87,7 @@ export class StopPoller {
         const valid = ids.filter((id): id is string => typeof id === "string");
         if (valid.length > 0) this.settings.onStop(valid);
       }
-      return 0;
+      return MIN_POLL_CYCLE_MS - (Date.now() - started);
     } catch (err) {
       const e = err as Error;
       if (!this.stopped.signal.aborted && e.name !== "TimeoutError") log.warn(`job-stop poll failed: ${e.message}`);

@@ -5,7 +5,8 @@
  *
  * Differences from runpod-python, on purpose: errors back off instead of looping hot; results are
  * retried on network errors and 429 too; a job with an id but no usable input gets an
- * "Invalid input" result instead of being dropped; a drain timeout bounds shutdown.
+ * "Invalid input" result instead of being dropped; a drain timeout bounds shutdown; a platform
+ * without the batch take route (404) gets single takes.
  */
 import type { WorkerConfig } from "../config.js";
 import type { EngineClient } from "../engine-client.js";
@@ -41,6 +42,8 @@ const DEFAULT_TAKE_BACKOFF: BackoffPolicy = { baseMs: 1_000, capMs: 30_000 };
 interface Running {
   readonly controller: AbortController;
   readonly done: Promise<void>;
+  /** The job's logger: every line about the job carries its id. */
+  readonly log: Logger;
 }
 
 /** The body posted for an outcome: the contract's nested shape, never a top-level "error". */
@@ -57,6 +60,7 @@ export class RunpodWorker {
   private fatal: Error | undefined;
   private heartbeat: Heartbeat | undefined;
   private stopPoller: StopPoller | undefined;
+  private drainTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: WorkerOptions) {}
 
@@ -76,7 +80,7 @@ export class RunpodWorker {
     log.info(`${reason}: no new jobs; waiting for ${this.running.size} job(s) in progress (drain timeout ${config.drainTimeoutMs} ms)`);
     this.stopping.abort();
     this.jobFinished?.();
-    setTimeout(() => {
+    this.drainTimer = setTimeout(() => {
       log.error(`drain timeout after ${config.drainTimeoutMs} ms: exiting with ${this.running.size} job(s) unfinished`);
       this.forceExit(1);
     }, config.drainTimeoutMs).unref();
@@ -124,6 +128,8 @@ export class RunpodWorker {
     }
 
     let failures = 0;
+    // Cleared when the platform has no /job-take-batch/ route (404): single takes from then on.
+    let batchTake = true;
     const signal = this.stopping.signal;
     while (!signal.aborted) {
       const room = config.concurrency - this.running.size;
@@ -131,24 +137,33 @@ export class RunpodWorker {
         await new Promise<void>((resolve) => (this.jobFinished = resolve));
         continue;
       }
-      const started = Date.now();
+      const takeStarted = Date.now();
       // Not aborted by shutdown: the platform may already have assigned the job this take returns.
-      const taken = await takeJobs({ url: takeUrl, count: room, inProgress: this.running.size > 0, ...(rp.apiKey ? { apiKey: rp.apiKey } : {}) });
+      const taken = await takeJobs({ url: takeUrl, count: batchTake ? room : 1, inProgress: this.running.size > 0, ...(rp.apiKey ? { apiKey: rp.apiKey } : {}) });
       switch (taken.kind) {
-        case "jobs":
+        case "jobs": {
           failures = 0;
           if (taken.dropped > 0) log.error(`dropped ${taken.dropped} job(s) without an id from the take reply: they cannot be answered`);
-          for (const job of taken.jobs) this.start(job, postTemplate, urlContext);
+          let started = 0;
+          for (const job of taken.jobs) if (this.start(job, postTemplate, urlContext)) started++;
+          // Nothing to run (only id-less jobs or duplicates): no reason to ask again at once.
+          if (started === 0) await sleep(MIN_EMPTY_TAKE_CYCLE_MS - (Date.now() - takeStarted), signal);
           break;
+        }
         case "none":
           failures = 0;
-          await sleep(MIN_EMPTY_TAKE_CYCLE_MS - (Date.now() - started), signal);
+          await sleep(MIN_EMPTY_TAKE_CYCLE_MS - (Date.now() - takeStarted), signal);
           break;
         case "throttled":
           log.warn(`job take throttled (HTTP 429): waiting ${THROTTLED_WAIT_MS} ms`);
           await sleep(THROTTLED_WAIT_MS, signal);
           break;
         case "error": {
+          if (taken.batch && taken.status === 404) {
+            batchTake = false;
+            log.warn("the platform has no batch job-take route (HTTP 404): taking one job at a time");
+            break;
+          }
           const delay = backoffDelay(failures++, this.options.takeBackoff ?? DEFAULT_TAKE_BACKOFF);
           log.warn(`failed to get a job (${taken.reason}); retrying in ${delay} ms`);
           await sleep(delay, signal);
@@ -160,16 +175,19 @@ export class RunpodWorker {
     while (this.running.size > 0) await Promise.all([...this.running.values()].map((r) => r.done));
     await Promise.all([this.heartbeat?.stop(), this.stopPoller?.stop()]);
     await this.options.engine.close();
+    // Drained in time: the drain timeout must not force an exit later.
+    clearTimeout(this.drainTimer);
     log.info(`worker stopped (exit code ${this.exitCode})`);
     return this.exitCode;
   }
 
-  private start(job: RunpodJob, postTemplate: string, urlContext: { workerId: string; gpuTypeId?: string }): void {
+  /** Starts a job; false when it is a duplicate of one still running. */
+  private start(job: RunpodJob, postTemplate: string, urlContext: { workerId: string; gpuTypeId?: string }): boolean {
     const { config, log: rootLog, engine } = this.options;
     const log = jobLogger(rootLog, job.id, config.runpod.endpointId !== undefined);
     if (this.running.has(job.id)) {
       log.error("job taken twice while still running; ignoring the second copy");
-      return;
+      return false;
     }
     const controller = new AbortController();
     const done = (async () => {
@@ -199,15 +217,16 @@ export class RunpodWorker {
         this.jobFinished?.();
       }
     })();
-    this.running.set(job.id, { controller, done });
+    this.running.set(job.id, { controller, done, log });
     this.stopPoller?.wake();
+    return true;
   }
 
   private stopJobs(ids: readonly string[]): void {
     for (const id of ids) {
       const job = this.running.get(id);
       if (!job) continue;
-      this.options.log.info({ jobId: id }, `stop signal for job ${id}: cancelling`);
+      job.log.info(`stop signal for job ${id}: cancelling`);
       job.controller.abort(new Error("stopped by the platform"));
     }
   }
