@@ -54,6 +54,8 @@ export interface WorkerConfig {
   readonly maskConcurrency: number;
   readonly decoderBatching: "per-concept" | "batched";
   readonly intraOpThreads?: number;
+  /** Let ONNX Runtime's threads spin-wait between runs (SAM3_ORT_ALLOW_SPINNING=1). */
+  readonly allowSpinning: boolean;
   /** How long SIGTERM waits for in-flight jobs before forcing exit. */
   readonly drainTimeoutMs: number;
   readonly logLevel: string;
@@ -131,6 +133,7 @@ export function loadConfig(env: Env = process.env, root: string = findProjectRoo
     maskConcurrency: integer(env, "SAM3_MASK_CONCURRENCY", DEFAULT_ENGINE_SETTINGS.maskConcurrency, 1, 64),
     decoderBatching: oneOf(env, "SAM3_DECODER_BATCHING", DEFAULT_ENGINE_SETTINGS.decoderBatching, ["per-concept", "batched"]),
     ...(intraOp > 0 ? { intraOpThreads: intraOp } : {}),
+    allowSpinning: flag(env, "SAM3_ORT_ALLOW_SPINNING"),
     drainTimeoutMs: integer(env, "SAM3_DRAIN_TIMEOUT_MS", 120_000, 0),
     logLevel: logLevel(env),
     hostname: env.RUNPOD_POD_HOSTNAME ?? hostname(),

@@ -12,6 +12,7 @@ export function engineSettings(config: WorkerConfig, warn: (message: string) => 
     maskConcurrency: config.maskConcurrency,
     decoderBatching: config.decoderBatching,
     ...(config.intraOpThreads ? { intraOpThreads: config.intraOpThreads } : {}),
+    allowSpinning: config.allowSpinning,
     warmUp,
     warn,
   };

@@ -93,17 +93,11 @@ export function threadEngine(settings: EngineSettings, onFatal?: (err: Error) =>
       const id = nextId++;
       // A private copy whose buffer can be transferred (the caller's may be a slice of a pool).
       const image = new Uint8Array(request.image);
-      const message: ToEngine = {
-        type: "segment",
-        id,
-        image,
-        concepts: request.concepts,
-        threshold: request.threshold,
-        ...(request.maxInstances !== undefined ? { maxInstances: request.maxInstances } : {}),
-      };
+      const { signal, onConceptDone, ...fields } = request;
+      const message: ToEngine = { type: "segment", id, ...fields, image };
       return new Promise<SegmentResult>((resolve, reject) => {
-        pending.set(id, { resolve, reject, ...(request.onConceptDone ? { onProgress: request.onConceptDone } : {}) });
-        request.signal?.addEventListener("abort", () => worker.postMessage({ type: "abort", id } satisfies ToEngine), { once: true });
+        pending.set(id, { resolve, reject, ...(onConceptDone ? { onProgress: onConceptDone } : {}) });
+        signal?.addEventListener("abort", () => worker.postMessage({ type: "abort", id } satisfies ToEngine), { once: true });
         worker.postMessage(message, [image.buffer]);
       });
     },

@@ -8,16 +8,10 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { EngineError } from "../engine/errors.js";
 import { Sam3Engine } from "../engine/segmenter.js";
-import type { EngineSettings, SegmentResult } from "../engine/segmenter.js";
+import type { EngineSettings, SegmentRequest, SegmentResult } from "../engine/segmenter.js";
 
-export interface SegmentMessage {
-  readonly type: "segment";
-  readonly id: number;
-  readonly image: Uint8Array;
-  readonly concepts: readonly string[];
-  readonly threshold: number;
-  readonly maxInstances?: number;
-}
+/** A segment request as it crosses to the thread: everything but the signal and the callback. */
+export type SegmentMessage = { readonly type: "segment"; readonly id: number } & Omit<SegmentRequest, "signal" | "onConceptDone">;
 
 export type ToEngine = SegmentMessage | { readonly type: "abort"; readonly id: number };
 
@@ -58,12 +52,10 @@ async function serve(): Promise<void> {
     }
     const controller = new AbortController();
     running.set(message.id, controller);
+    const { type: _type, id: _id, ...request } = message;
     engine
       .segment({
-        image: message.image,
-        concepts: message.concepts,
-        threshold: message.threshold,
-        ...(message.maxInstances !== undefined ? { maxInstances: message.maxInstances } : {}),
+        ...request,
         signal: controller.signal,
         onConceptDone: (done, total) => send({ type: "progress", id: message.id, done, total }),
       })

@@ -29,6 +29,14 @@ export function createLogger(settings: LoggerSettings): Logger {
   const scrub = (text: string) => secrets.reduce((t, s) => t.split(s).join("[REDACTED]"), text);
   const options: LoggerOptions = {
     level: settings.level,
+    // Errors are serialised as usual, then their text is scrubbed like every other string.
+    serializers: {
+      err: (err: Error) => {
+        const out = pino.stdSerializers.err(err) as unknown as Record<string, unknown>;
+        for (const key of ["message", "stack"]) if (typeof out[key] === "string") out[key] = scrub(out[key] as string);
+        return out;
+      },
+    },
     redact: { paths: ["headers.authorization", "headers.Authorization", "*.headers.authorization", "apiKey", "*.apiKey"], censor: "[REDACTED]" },
     hooks: {
       // Runs on every call: message text and string arguments are scrubbed of secrets.

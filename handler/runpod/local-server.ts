@@ -193,6 +193,8 @@ export class LocalApiServer {
         limits: { maxConcepts: config.maxConcepts, maxImageBytes: config.download.maxBytes, download: config.download },
         log: jobLogger(log, job.id, config.runpod.endpointId !== undefined),
         signal: job.controller.signal,
+        // As the platform shows a /run job's progress updates: IN_PROGRESS with {done, total}.
+        ...(job.sync ? {} : { onProgress: (done: number, total: number) => void (job.status === "IN_PROGRESS" && (job.output = { done, total })) }),
       });
       // What the platform stores from a posted {"output": X} body: the job's output is X.
       job.output = resultBody(outcome, false).output;

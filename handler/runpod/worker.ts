@@ -52,6 +52,29 @@ export function resultBody(outcome: JobOutcome, stopPod: boolean): Record<string
   return stopPod ? { output, stopPod: true } : { output };
 }
 
+/** /runsync jobs have ids starting with "sync-"; their callers see only the final answer. */
+export const isSyncJob = (id: string) => id.startsWith("sync-");
+
+/**
+ * Progress for /run jobs (runpod-python's progress_update): after each concept but the last,
+ * {"status": "IN_PROGRESS", "output": {"done": k, "total": n}} to the job-done URL, so /status
+ * shows it while the job runs. Posts go out one after another, once, and never block the job.
+ */
+function progressReporter(jobId: string, url: string, apiKey: string | undefined, log: Logger) {
+  if (isSyncJob(jobId)) return undefined;
+  let chain = Promise.resolve();
+  return {
+    report: (done: number, total: number) => {
+      if (done >= total) return;
+      chain = chain.then(async () => {
+        const posted = await postResult({ url, jobId, body: { status: "IN_PROGRESS", output: { done, total } }, ...(apiKey ? { apiKey } : {}), attempts: 1 });
+        if (!posted.ok) log.debug(`progress update ${done}/${total} not delivered: ${posted.reason}`);
+      });
+    },
+    settled: () => chain,
+  };
+}
+
 export class RunpodWorker {
   private readonly running = new Map<string, Running>();
   private readonly stopping = new AbortController();
@@ -193,14 +216,19 @@ export class RunpodWorker {
     const done = (async () => {
       log.info("Started.");
       try {
+        const doneUrl = fillTemplate(postTemplate, urlContext, job.id);
+        const progress = progressReporter(job.id, doneUrl, config.runpod.apiKey, log);
         const outcome = await runSegmentationJob(job.input, {
           engine,
           limits: { maxConcepts: config.maxConcepts, maxImageBytes: config.download.maxBytes, download: config.download },
           log,
           signal: controller.signal,
+          ...(progress ? { onProgress: progress.report } : {}),
         });
+        // A progress post must never land after the result.
+        await progress?.settled();
         const posted = await postResult({
-          url: fillTemplate(postTemplate, urlContext, job.id),
+          url: doneUrl,
           jobId: job.id,
           body: resultBody(outcome, this.fatal !== undefined),
           ...(config.runpod.apiKey ? { apiKey: config.runpod.apiKey } : {}),

@@ -230,8 +230,14 @@ export class FakeRunpod {
     return this.requests.filter((r) => r.kind === "take" || r.kind === "take-batch");
   }
 
+  /** Result posts (progress updates left out). */
   posts(jobId?: string): RecordedRequest[] {
-    return this.of("done").filter((r) => jobId === undefined || r.jobId === jobId);
+    return this.of("done").filter((r) => !isProgress(r) && (jobId === undefined || r.jobId === jobId));
+  }
+
+  /** Progress updates: posts to job-done with {"status": "IN_PROGRESS", ...}. */
+  progress(jobId?: string): RecordedRequest[] {
+    return this.of("done").filter((r) => isProgress(r) && (jobId === undefined || r.jobId === jobId));
   }
 
   /** Resolves once `predicate` holds (checked on every request and every 20 ms); rejects after `timeoutMs`. */
@@ -279,6 +285,11 @@ export class FakeRunpod {
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
+}
+
+/** Whether a job-done post is a progress update rather than the result. */
+export function isProgress(r: RecordedRequest): boolean {
+  return (r.body as { status?: unknown } | undefined)?.status === "IN_PROGRESS";
 }
 
 /** Resolves after `ms`. */

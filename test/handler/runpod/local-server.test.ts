@@ -27,6 +27,7 @@ let thread: ThreadEngineClient;
 /** Engine calls, and a gate that holds them until opened (or their job is cancelled). */
 const calls: string[] = [];
 let gate: Promise<void> = Promise.resolve();
+let reportProgressAtGate = false;
 let openGate: () => void = () => undefined;
 function holdJobs(): void {
   gate = new Promise((resolve) => (openGate = resolve));
@@ -42,6 +43,8 @@ const engine: EngineClient = {
   },
   async segment(req) {
     calls.push(req.concepts.join(","));
+    // A job held at the gate reports its first concept done, as the engine would have.
+    if (reportProgressAtGate) req.onConceptDone?.(1, req.concepts.length);
     await new Promise<void>((resolve, reject) => {
       void gate.then(resolve);
       req.signal?.addEventListener("abort", () => reject(req.signal!.reason as Error), { once: true });
@@ -86,6 +89,7 @@ beforeAll(async () => {
   vi.spyOn(console, "log").mockImplementation(() => undefined);
 });
 afterEach(async () => {
+  reportProgressAtGate = false;
   releaseJobs();
   for (const s of servers.splice(0)) await s.close();
   calls.length = 0;
@@ -105,6 +109,43 @@ function expectRoomOutput(output: unknown): void {
   expect(payload.results.window!.instance_count).toBe(2);
   expect(payload.results.door!.masks_base64[0]!.startsWith("iVBORw0KGgo")).toBe(true);
 }
+
+describe("extensions through the engine thread", () => {
+  it("mask_format, max_instances and return_overlay reach the engine and shape the output", async () => {
+    const { origin } = await serve();
+    const res = await post(`${origin}/v2/local/runsync`, { input: { ...roomInput, mask_format: "rle", max_instances: 2, return_overlay: true } });
+    const payload = (res.json.output as { output: { results: Record<string, Record<string, unknown>>; overlay_base64: string } }).output;
+    expect(Object.keys(payload.results.wall!)).toEqual(["instance_count", "masks_rle", "scores", "boxes"]);
+    expect(payload.results.wall!.instance_count).toBe(2);
+    expect((payload.results.wall!.masks_rle as { size: number[] }[])[0]!.size).toEqual([533, 800]);
+    expect(Buffer.from(payload.overlay_base64, "base64").subarray(0, 3)).toEqual(Buffer.from([0xff, 0xd8, 0xff]));
+  });
+});
+
+describe("progress", () => {
+  it("shows a /run job's progress through /status while it runs, and the final output after", async () => {
+    const { origin, sdk } = await serve();
+    reportProgressAtGate = true;
+    holdJobs();
+    const { id } = (await sdk.run({ input: roomInput })) as { id: string };
+    const during = await http(`${origin}/v2/local/status/${id}`);
+    expect(during.json).toMatchObject({ id, status: "IN_PROGRESS", output: { done: 1, total: 3 } });
+    releaseJobs();
+    const done = await http(`${origin}/v2/local/status-sync/${id}?wait=20000`);
+    expect(done.json.status).toBe("COMPLETED");
+    expectRoomOutput(done.json.output);
+  });
+
+  it("shows no progress for /runsync jobs", async () => {
+    const { origin } = await serve();
+    reportProgressAtGate = true;
+    holdJobs();
+    const sync = await post(`${origin}/v2/local/runsync?wait=1000`, { input: roomInput });
+    expect(sync.json.status).toBe("IN_PROGRESS");
+    expect(sync.json).not.toHaveProperty("output");
+    releaseJobs();
+  });
+});
 
 describe("runpod-sdk against the local server", () => {
   it("runSync returns the completed job with nested output, delayTime and executionTime", async () => {

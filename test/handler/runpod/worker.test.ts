@@ -22,7 +22,7 @@ import type { WorkerOptions } from "../../../handler/runpod/worker.js";
 import { EngineError } from "../../../engine/errors.js";
 import type { SegmentRequest, SegmentResult } from "../../../engine/segmenter.js";
 import { FIXTURES, TINY_DIR, tinySettings } from "../../helpers/engine.js";
-import { DEFAULT_API_KEY, DEFAULT_POD_ID, FakeRunpod, delay } from "../../helpers/fake-runpod.js";
+import { DEFAULT_API_KEY, DEFAULT_POD_ID, FakeRunpod, delay, isProgress } from "../../helpers/fake-runpod.js";
 import type { FakeRunpodOptions, RecordedRequest } from "../../helpers/fake-runpod.js";
 
 const room64 = readFileSync(join(FIXTURES, "room.jpg")).toString("base64");
@@ -207,6 +207,28 @@ describe("taking a job and posting its result", () => {
       for (const m of r.masks_base64) expect(m.startsWith("iVBORw0KGgo")).toBe(true);
     }
     expect(h.messages()).toEqual(expect.arrayContaining(["Started.", "Finished."]));
+
+    // A /run job reports progress after each concept but the last, before the result, with the result's headers.
+    const progress = platform.progress("job-1");
+    expect(progress.map(body)).toEqual([
+      { status: "IN_PROGRESS", output: { done: 1, total: 3 } },
+      { status: "IN_PROGRESS", output: { done: 2, total: 3 } },
+    ]);
+    for (const p of progress) {
+      expect(p.at).toBeLessThanOrEqual(post.at);
+      expect(p.search).toBe("?gpu=NVIDIA%20RTX%20A5000&isStream=false");
+      expect(p.headers["x-request-id"]).toBe("job-1");
+    }
+  });
+
+  it("sends no progress for /runsync jobs (ids sync-...) and none for a one-concept job", async () => {
+    const platform = await fake();
+    platform.addJobs(roomJob("sync-abc"), { id: "one", input: { image_base64: room64, concepts: ["door"] } });
+    const h = startWorker(platform);
+    await platform.waitFor(() => platform.posts("one").length > 0, 15_000, "both results");
+    await h.stop();
+    expect(platform.posts().map((p) => p.jobId)).toEqual(["sync-abc", "one"]);
+    expect(platform.progress()).toEqual([]);
   });
 
   it("works with the test harness's template shape (no query on the take URL, $RUNPOD_GPU_TYPE_ID left when unset)", async () => {
@@ -353,7 +375,8 @@ describe("posting results", () => {
   it("retries 5xx, 429 and network errors, then succeeds with the same body", async () => {
     let n = 0;
     const platform = await fake({
-      done: () => {
+      done: (req) => {
+        if (isProgress(req)) return { status: 200, json: {} };
         n++;
         if (n === 1) return { status: 503, text: "busy" };
         if (n === 2) return { status: 429 };
@@ -375,7 +398,9 @@ describe("posting results", () => {
   });
 
   it("never retries other 4xx, gives up on endless 5xx after a bounded number of attempts, and says so loudly with the job id", async () => {
-    const platform = await fake({ done: (req) => (req.jobId === "rejected" ? { status: 400, text: "bad" } : { status: 500, text: "down" }) });
+    const platform = await fake({
+      done: (req) => (isProgress(req) ? { status: 200, json: {} } : req.jobId === "rejected" ? { status: 400, text: "bad" } : { status: 500, text: "down" }),
+    });
     platform.addJobs(roomJob("rejected"), roomJob("unlucky"), roomJob("third"));
     const h = startWorker(platform);
     await platform.waitFor(() => platform.posts("third").length >= 5, 15_000, "the last job's attempts");
