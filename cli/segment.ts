@@ -21,7 +21,7 @@ import { loadConfig } from "../handler/config.js";
 import { inProcessEngine } from "../handler/engine-client.js";
 import { engineSettings } from "../handler/engine-settings.js";
 import { downloadImage } from "../handler/fetch-image.js";
-import { InvalidInputError, parseInput, parseOptions } from "../handler/input.js";
+import { InvalidInputError, engineRequest, parseInput, parseOptions } from "../handler/input.js";
 import { contractMessage } from "../handler/job.js";
 import { redactUrl } from "../handler/logger.js";
 
@@ -124,12 +124,7 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
     io.stderr(`segmenting ${request.concepts.length} concept(s) with the model in ${config.modelDir}\n`);
     const started = performance.now();
     const result = await engine.segment({
-      image: bytes,
-      concepts: request.concepts,
-      threshold: request.threshold,
-      maskFormat: request.maskFormat,
-      overlay: request.returnOverlay,
-      ...(request.maxInstances !== undefined ? { maxInstances: request.maxInstances } : {}),
+      ...engineRequest(request, bytes),
       onConceptDone: (done, total) => io.stderr(`  ${done}/${total} concepts done\n`),
     });
     const outDir = resolve(io.cwd, values.out!);

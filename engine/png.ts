@@ -42,7 +42,8 @@ function chunk(type: string, data: Buffer): Buffer {
   return out;
 }
 
-function assemble(width: number, height: number, idat: Buffer): Buffer {
+/** A grayscale PNG file from compressed scanlines (IHDR, one IDAT, IEND). */
+export function pngFile(width: number, height: number, idat: Buffer): Buffer {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
@@ -55,11 +56,11 @@ function assemble(width: number, height: number, idat: Buffer): Buffer {
 /** Filters (in place) and compresses on this thread. */
 export function encodeGrayPngSync(scanlines: Buffer, width: number, height: number): Buffer {
   filterScanlines(scanlines, width, height);
-  return assemble(width, height, deflateSync(scanlines, DEFLATE_OPTIONS));
+  return pngFile(width, height, deflateSync(scanlines, DEFLATE_OPTIONS));
 }
 
 /** Filters (in place) here, compresses on the libuv thread pool; `scanlines` must not be reused until it settles. */
 export async function encodeGrayPng(scanlines: Buffer, width: number, height: number): Promise<Buffer> {
   filterScanlines(scanlines, width, height);
-  return assemble(width, height, await deflateAsync(scanlines, DEFLATE_OPTIONS));
+  return pngFile(width, height, await deflateAsync(scanlines, DEFLATE_OPTIONS));
 }

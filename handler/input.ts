@@ -3,6 +3,7 @@
  * with `Invalid input: <field> <what is wrong> (got <what>)`. Unknown fields are ignored.
  * Nothing echoed back carries a URL's query string or a long value.
  */
+import type { SegmentRequest } from "../engine/segmenter.js";
 import { redactUrl } from "./logger.js";
 
 export class InvalidInputError extends Error {
@@ -48,6 +49,18 @@ export function parseInput(input: unknown, limits: InputLimits): SegmentationReq
   if (!isObject(input)) throw new InvalidInputError(`input must be an object (got ${input === undefined ? "nothing" : describe(input)})`);
   const image = parseImage(input, limits);
   return { image, ...parseOptions(input, limits) };
+}
+
+/** The engine's request for validated options and the image bytes. */
+export function engineRequest(options: Omit<SegmentationRequest, "image">, image: Uint8Array): SegmentRequest {
+  return {
+    image,
+    concepts: options.concepts,
+    threshold: options.threshold,
+    maskFormat: options.maskFormat,
+    overlay: options.returnOverlay,
+    ...(options.maxInstances !== undefined ? { maxInstances: options.maxInstances } : {}),
+  };
 }
 
 /** Everything but the image source (the command-line tool reads its image itself). */

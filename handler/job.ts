@@ -8,7 +8,7 @@ import { EngineError } from "../engine/errors.js";
 import type { EngineClient } from "./engine-client.js";
 import { DownloadError, downloadImage } from "./fetch-image.js";
 import type { DownloadLimits } from "./fetch-image.js";
-import { InvalidInputError, parseInput } from "./input.js";
+import { InvalidInputError, engineRequest, parseInput } from "./input.js";
 import type { InputLimits } from "./input.js";
 import type { Logger } from "./logger.js";
 import { redactUrl } from "./logger.js";
@@ -79,12 +79,7 @@ export async function runSegmentationJob(input: unknown, ctx: JobContext): Promi
     }
     log.info({ bytes: bytes.length, concepts: request.concepts.length, threshold: request.threshold }, "segmenting");
     const result = await ctx.engine.segment({
-      image: bytes,
-      concepts: request.concepts,
-      threshold: request.threshold,
-      maskFormat: request.maskFormat,
-      overlay: request.returnOverlay,
-      ...(request.maxInstances !== undefined ? { maxInstances: request.maxInstances } : {}),
+      ...engineRequest(request, bytes),
       ...(signal ? { signal } : {}),
       ...(ctx.onProgress ? { onConceptDone: ctx.onProgress } : {}),
     });
