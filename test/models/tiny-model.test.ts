@@ -69,6 +69,61 @@ describe.each([TINY_MODEL_DIRS.float32, TINY_MODEL_DIRS.float16])("tiny graphs i
   });
 });
 
+describe("tiny decoder semantics", () => {
+  /** Runs the decoder on a door-coloured image with the given text features, mask and box. */
+  async function decode(textFeatures: Float32Array, textMask: Uint8Array, box: { boxes: number[]; labels: bigint[] }) {
+    const vision = await ort.InferenceSession.create(join(tinyDir, VISION_ENCODER.file));
+    const decoder = await ort.InferenceSession.create(join(tinyDir, DECODER.file));
+    const images = new Float32Array(3 * 1008 * 1008);
+    const door = toModelSpace(PALETTE.door);
+    for (let c = 0; c < 3; c++) images.fill(door[c]!, c * 1008 * 1008, (c + 1) * 1008 * 1008);
+    const features = await vision.run({ images: new ort.Tensor("float32", images, [1, 3, 1008, 1008]) });
+    const n = box.labels.length;
+    const out = await decoder.run({
+      ...features,
+      text_features: new ort.Tensor("float32", textFeatures, [1, 32, 256]),
+      text_mask: new ort.Tensor("bool", textMask, [1, 32]),
+      input_boxes: new ort.Tensor("float32", Float32Array.from(box.boxes), [1, n, 4]),
+      input_boxes_labels: new ort.Tensor("int64", BigInt64Array.from(box.labels), [1, n]),
+    });
+    return { logits: Array.from(out.pred_logits!.data as Float32Array), presence: (out.presence_logits!.data as Float32Array)[0] };
+  }
+
+  async function textFor(ids: bigint[], attention: bigint[]) {
+    const text = await ort.InferenceSession.create(join(tinyDir, TEXT_ENCODER.file));
+    const out = await text.run({
+      input_ids: new ort.Tensor("int64", BigInt64Array.from(ids), [1, 32]),
+      attention_mask: new ort.Tensor("int64", BigInt64Array.from(attention), [1, 32]),
+    });
+    return { features: out.text_features!.data as Float32Array, mask: out.text_mask!.data as Uint8Array };
+  }
+
+  const dummyBox = { boxes: [0, 0, 0, 0], labels: [-10n] };
+  const padded = (words: bigint[], fill: bigint) => [49406n, ...words, 49407n, ...new Array<bigint>(30 - words.length).fill(fill)];
+  const attention = (words: number) => [...new Array<bigint>(words + 2).fill(1n), ...new Array<bigint>(30 - words).fill(0n)];
+
+  it("honours the text mask: padding positions never change the outputs, whatever they hold", async () => {
+    const clean = await textFor(padded([49003n], 49407n), attention(1)); // "door", EOS padding
+    // The same prompt with "window" (a colour word) written into every padding position, masked out.
+    const noisy = await textFor(padded([49003n], 49005n), attention(1));
+    expect(Array.from(noisy.mask)).toEqual(Array.from(clean.mask));
+    const a = await decode(clean.features, clean.mask, dummyBox);
+    const b = await decode(noisy.features, noisy.mask, dummyBox);
+    expect(b).toEqual(a);
+    expect(a.presence).toBe(5); // the door colour is everywhere
+    // Unmasking those positions does change the result: the mask is what keeps them out.
+    const unmasked = await decode(noisy.features, new Uint8Array(32).fill(1), dummyBox);
+    expect(unmasked.presence).toBe(-5);
+  });
+
+  it("accepts the dummy box (zeros, label -10) and ignores the geometry prompt", async () => {
+    const { features, mask } = await textFor(padded([49003n], 49407n), attention(1));
+    const a = await decode(features, mask, dummyBox);
+    const b = await decode(features, mask, { boxes: [0.5, 0.5, 0.2, 0.2, 0.1, 0.1, 0.05, 0.05], labels: [1n, 0n] });
+    expect(b).toEqual(a);
+  });
+});
+
 describe("tiny graphs", () => {
   it.each([1, 3])("run at batch %i with outputs of the contract's names, types and shapes", async (batch) => {
     const vision = await ort.InferenceSession.create(join(tinyDir, VISION_ENCODER.file));
