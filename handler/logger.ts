@@ -1,7 +1,7 @@
 /**
  * One pino logger per process, passed down as children with the job id bound.
  * - Runpod mode (RUNPOD_ENDPOINT_ID set): the line shape Runpod's log viewer reads,
- *   {"level": "INFO", "requestId": "<job id>", "message": "..."} (no requestId outside a job).
+ *   {"level": "INFO", "requestId": "<job id>" or null outside a job, "message": "..."}.
  * - Otherwise pino's JSON lines with a `jobId` binding.
  * Secrets never reach a line: the worker's API key is replaced wherever it appears, and URLs are
  * logged through `redactUrl` (host and path, never the query string).
@@ -23,6 +23,9 @@ export interface LoggerSettings {
 
 /** Runpod's level names. */
 const RUNPOD_LEVELS: Record<string, string> = { trace: "TRACE", debug: "DEBUG", info: "INFO", warn: "WARN", error: "ERROR", fatal: "ERROR" };
+
+/** In Runpod format, the logger job lines come from: the same settings without the null requestId. */
+const jobRoots = new WeakMap<Logger, Logger>();
 
 export function createLogger(settings: LoggerSettings): Logger {
   const secrets = settings.secrets.filter((s) => s.length >= 4);
@@ -56,12 +59,18 @@ export function createLogger(settings: LoggerSettings): Logger {
         }
       : { base: { pid: process.pid } }),
   };
-  return pino(options, settings.destination as DestinationStream);
+  const destination = settings.destination as DestinationStream;
+  if (!settings.runpodFormat) return pino(options, destination);
+  // runpod-python writes "requestId": null outside a job. A child's binding would repeat the key
+  // rather than replace it, so job lines come from a twin logger without the null.
+  const root = pino({ ...options, base: { requestId: null } }, destination);
+  jobRoots.set(root, pino(options, destination));
+  return root;
 }
 
 /** A child logger whose every line carries the job id, under the key the line format expects. */
 export function jobLogger(logger: Logger, jobId: string, runpodFormat: boolean): Logger {
-  return logger.child(runpodFormat ? { requestId: jobId } : { jobId });
+  return runpodFormat ? (jobRoots.get(logger) ?? logger).child({ requestId: jobId }) : logger.child({ jobId });
 }
 
 /** A URL as it may be logged: scheme, host, port and path; query and fragment (signed-URL secrets) dropped. */
