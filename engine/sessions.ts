@@ -171,6 +171,13 @@ export class ModelSessions {
   /** Encodes several tokenised concepts in one run; returns one batch-1 result per concept. */
   async encodeTexts(tokens: readonly { ids: readonly number[]; attentionMask: readonly number[] }[]): Promise<ConceptFeatures[]> {
     if (tokens.length === 0) return [];
+    // An export with a fixed batch size takes the concepts in chunks of that size.
+    const chunk = this.checked.text.fixedBatch;
+    if (chunk !== undefined && tokens.length > chunk) {
+      const out: ConceptFeatures[] = [];
+      for (let i = 0; i < tokens.length; i += chunk) out.push(...(await this.encodeTexts(tokens.slice(i, i + chunk))));
+      return out;
+    }
     const n = tokens.length;
     const ids = new BigInt64Array(n * TEXT_LENGTH);
     const mask = new BigInt64Array(n * TEXT_LENGTH);
