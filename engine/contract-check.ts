@@ -24,8 +24,8 @@ export interface CheckedGraph {
   readonly file: string;
   /** Declared element type of every contract tensor, by name. */
   readonly types: Readonly<Record<string, ElementType>>;
-  /** The batch size when the export fixed it (a number instead of a symbolic dimension). */
-  readonly fixedBatch?: number;
+  /** 1 when the export fixed the batch dimension at 1 (the only fixed size accepted). */
+  readonly fixedBatch?: 1;
 }
 
 const showDims = (dims: readonly (number | string)[]) => `[${dims.join(",")}]`;
@@ -67,10 +67,11 @@ export function checkGraph(spec: GraphSpec, meta: GraphMeta): CheckedGraph {
   for (const m of meta.inputs) {
     if (!spec.inputs.some((t) => t.name === m.name)) problems.push(`unexpected input ${m.name} (the worker cannot feed it)`);
   }
+  // A fixed batch of 1 is handled by feeding one item per run; other fixed sizes would need padding.
+  const batch = (meta.inputs[0]?.shape ?? [])[0];
+  if (typeof batch === "number" && batch > 1) problems.push(`the batch dimension is fixed at ${batch}; the worker needs it symbolic or 1`);
   if (problems.length > 0) {
     throw new EngineError("MODEL_CONTRACT", `${spec.file} does not match the SAM3 ONNX contract: ${problems.join("; ")}`);
   }
-  const firstShape = meta.inputs[0]?.shape ?? [];
-  const batch = firstShape[0];
-  return { file: spec.file, types, ...(typeof batch === "number" && batch > 0 ? { fixedBatch: batch } : {}) };
+  return { file: spec.file, types, ...(batch === 1 ? { fixedBatch: 1 } : {}) };
 }

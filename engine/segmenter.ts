@@ -8,7 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { TOKENIZER_FILE } from "../models/contract.js";
+import { MODEL_FILES, TOKENIZER_FILE } from "../models/contract.js";
 import { EngineError, throwIfAborted } from "./errors.js";
 import { decodeRgb, readImageHeader, toModelInput } from "./image.js";
 import type { RgbImage } from "./image.js";
@@ -115,8 +115,10 @@ export class Sam3Engine {
   }
 
   static async create(settings: EngineSettings): Promise<Sam3Engine> {
+    for (const file of MODEL_FILES) {
+      if (!existsSync(join(settings.modelDir, file))) throw new EngineError("MODEL_FILE_NOT_FOUND", `Model file not found: ${file}`);
+    }
     const tokenizerPath = join(settings.modelDir, TOKENIZER_FILE);
-    if (!existsSync(tokenizerPath)) throw new EngineError("MODEL_FILE_NOT_FOUND", `Model file not found: ${TOKENIZER_FILE}`);
     const sessions = await ModelSessions.load({
       modelDir: settings.modelDir,
       device: settings.device,
@@ -132,7 +134,14 @@ export class Sam3Engine {
       throw new EngineError("MODEL_CONTRACT", (err as Error).message, { cause: err });
     }
     const engine = new Sam3Engine(settings, sessions, tokenizer);
-    if (settings.warmUp) await engine.warmUp();
+    if (settings.warmUp) {
+      try {
+        await engine.warmUp();
+      } catch (err) {
+        await sessions.release();
+        throw err;
+      }
+    }
     return engine;
   }
 

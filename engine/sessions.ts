@@ -102,15 +102,13 @@ export class ModelSessions {
     private readonly checked: { vision: CheckedGraph; text: CheckedGraph; decoder: CheckedGraph },
   ) {}
 
-  /** Largest decoder batch the export allows (1 when it fixed the batch dimension). */
+  /** Largest decoder batch the export allows: 1 when it fixed the batch dimension, else unbounded. */
   get maxDecoderBatch(): number {
     return this.checked.decoder.fixedBatch ?? Number.POSITIVE_INFINITY;
   }
 
+  /** Opens the three graphs (the engine has checked that the files exist). */
   static async load(settings: SessionSettings): Promise<ModelSessions> {
-    for (const spec of [VISION_ENCODER, TEXT_ENCODER, DECODER]) {
-      if (!existsSync(join(settings.modelDir, spec.file))) throw new EngineError("MODEL_FILE_NOT_FOUND", `Model file not found: ${spec.file}`);
-    }
     if (settings.device === "cpu") return ModelSessions.open(settings, "cpu");
     const unavailable = (reason: string) => {
       if (settings.device === "cuda") throw new EngineError("DEVICE_UNAVAILABLE", `SAM3_DEVICE=cuda but the CUDA execution provider cannot be used: ${reason}`);
@@ -171,11 +169,10 @@ export class ModelSessions {
   /** Encodes several tokenised concepts in one run; returns one batch-1 result per concept. */
   async encodeTexts(tokens: readonly { ids: readonly number[]; attentionMask: readonly number[] }[]): Promise<ConceptFeatures[]> {
     if (tokens.length === 0) return [];
-    // An export with a fixed batch size takes the concepts in chunks of that size.
-    const chunk = this.checked.text.fixedBatch;
-    if (chunk !== undefined && tokens.length > chunk) {
+    // An export with its batch fixed at 1 takes the concepts one at a time.
+    if (this.checked.text.fixedBatch === 1 && tokens.length > 1) {
       const out: ConceptFeatures[] = [];
-      for (let i = 0; i < tokens.length; i += chunk) out.push(...(await this.encodeTexts(tokens.slice(i, i + chunk))));
+      for (const t of tokens) out.push(...(await this.encodeTexts([t])));
       return out;
     }
     const n = tokens.length;

@@ -36,10 +36,7 @@ interface Pending {
   readonly onProgress?: (done: number, total: number) => void;
 }
 
-export interface ThreadEngineClient extends EngineClient {
-  /** Set once the thread has died; every job then fails. */
-  readonly fatal: Error | undefined;
-}
+export type ThreadEngineClient = EngineClient;
 
 export function threadEngine(settings: EngineSettings, onFatal?: (err: Error) => void): ThreadEngineClient {
   const { warn, ...data } = settings;
@@ -52,7 +49,7 @@ export function threadEngine(settings: EngineSettings, onFatal?: (err: Error) =>
   const ready = new Promise<Device>((resolve, reject) => (settleReady = { resolve, reject }));
   ready.catch(() => undefined);
 
-  worker.on("message", (m: FromEngine | { type: "warn"; message: string }) => {
+  worker.on("message", (m: FromEngine) => {
     switch (m.type) {
       case "warn":
         return warn(m.message);
@@ -83,9 +80,6 @@ export function threadEngine(settings: EngineSettings, onFatal?: (err: Error) =>
 
   return {
     ready,
-    get fatal() {
-      return fatal;
-    },
     async segment(request: SegmentRequest): Promise<SegmentResult> {
       await ready;
       if (fatal) throw fatal;

@@ -2,8 +2,8 @@
  * The engine's own thread. The worker loop and the local API server run the model here, so the
  * main thread (heartbeat, job-stop polling, downloads, HTTP) is never blocked by inference.
  * Messages: in  {type: "segment", id, request} | {type: "abort", id}
- *           out {type: "ready", device} | {type: "failed", error} | {type: "progress", id, done, total}
- *               | {type: "result", id, result} | {type: "error", id, error}
+ *           out {type: "warn", message} | {type: "ready", device} | {type: "failed", error}
+ *               | {type: "progress", id, done, total} | {type: "result", id, result} | {type: "error", id, error}
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { EngineError } from "../engine/errors.js";
@@ -21,6 +21,7 @@ export interface SerializedError {
 }
 
 export type FromEngine =
+  | { readonly type: "warn"; readonly message: string }
   | { readonly type: "ready"; readonly device: "cpu" | "cuda" }
   | { readonly type: "failed"; readonly error: SerializedError }
   | { readonly type: "progress"; readonly id: number; readonly done: number; readonly total: number }
@@ -36,12 +37,19 @@ function serialize(err: unknown): SerializedError {
 async function serve(): Promise<void> {
   const port = parentPort!;
   const send = (message: FromEngine) => port.postMessage(message);
-  const settings: EngineSettings = { ...(workerData as EngineThreadData), warn: (m) => port.postMessage({ type: "warn", message: m }) };
+  const settings: EngineSettings = { ...(workerData as EngineThreadData), warn: (message) => send({ type: "warn", message }) };
   let engine: Sam3Engine;
   try {
     engine = await Sam3Engine.create(settings);
   } catch (err) {
-    send({ type: "failed", error: serialize(err) });
+    // The thread stays up and answers every job with the start-up error (a missing model file, say):
+    // the worker keeps running and each job gets that message, as the contract asks. A thread that
+    // exits means the engine died.
+    const error = serialize(err);
+    send({ type: "failed", error });
+    port.on("message", (message: ToEngine) => {
+      if (message.type === "segment") send({ type: "error", id: message.id, error });
+    });
     return;
   }
   const running = new Map<number, AbortController>();

@@ -29,6 +29,11 @@ describe("checkGraph", () => {
     expect(checked.fixedBatch).toBe(1);
   });
 
+  it("refuses a batch dimension fixed at more than 1", () => {
+    const meta = withInput(asMeta(VISION_ENCODER), "images", { shape: [4, 3, 1008, 1008] });
+    expect(() => checkGraph(VISION_ENCODER, meta)).toThrow("the batch dimension is fixed at 4; the worker needs it symbolic or 1");
+  });
+
   it("names every difference: size, element type, missing output, unexpected input", () => {
     let meta = withInput(asMeta(VISION_ENCODER), "images", { shape: ["batch", 3, 504, 896] });
     meta = { inputs: [...meta.inputs, { name: "extra", isTensor: true, type: "float32", shape: [1] }], outputs: meta.outputs.slice(0, 3) };

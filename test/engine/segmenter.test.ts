@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
@@ -8,6 +8,7 @@ import { OVERLAY_COLOURS, TINT_ALPHA } from "../../engine/overlay.js";
 import { decodeRle } from "../../engine/rle.js";
 import type { Sam3Engine, SegmentResult } from "../../engine/segmenter.js";
 import { ROOM } from "../../models/tiny-generator/layout.js";
+import { ModelProto, encodeModel } from "../../models/onnx/proto.js";
 import { ALPHA, GRAY, PORTRAIT } from "../../scripts/generate-fixtures.js";
 import { FIXTURES, ROOT, TINY_DIR, coarseCells, createTinyEngine } from "../helpers/engine.js";
 import { decodeMask, inRect, iou, region } from "../helpers/masks.js";
@@ -354,5 +355,34 @@ describe("sharp fixture sanity", () => {
   it("stores the portrait sideways with orientation 6", async () => {
     const meta = await sharp(join(FIXTURES, "portrait-exif6.jpg")).metadata();
     expect([meta.width, meta.height, meta.orientation]).toEqual([PORTRAIT.height, PORTRAIT.width, 6]);
+  });
+});
+
+describe("an export whose batch dimension is fixed at 1", () => {
+  it("gets its concepts one per text-encoder run and one per decoder run, even with batching asked for", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sam3-fixed-"));
+    try {
+      cpSync(TINY_DIR, dir, { recursive: true });
+      for (const file of ["text-encoder.onnx", "geo-encoder-mask-decoder.onnx"]) {
+        const model = ModelProto.toObject(ModelProto.decode(readFileSync(join(TINY_DIR, file)))) as {
+          graph: { input: { type: { tensor_type: { shape: { dim: { dim_param?: string; dim_value?: number }[] } } } }[] };
+        };
+        for (const input of model.graph.input) {
+          const first = input.type.tensor_type.shape.dim[0]!;
+          if (first.dim_param === "batch") input.type.tensor_type.shape.dim[0] = { dim_value: 1 };
+        }
+        writeFileSync(join(dir, file), encodeModel(model));
+      }
+      const fixed = await createTinyEngine({ modelDir: dir, decoderBatching: "batched", warmUp: true });
+      try {
+        const result = await fixed.segment({ image: room, concepts: ["wall", "door", "window"], threshold: 0.5 });
+        expect(Object.values(result.results).map((r) => r.instance_count)).toEqual([7, 1, 2]);
+        expect(fixed.runCounts).toEqual({ vision: 1, text: 3, decoder: 3 });
+      } finally {
+        await fixed.dispose();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -4,7 +4,8 @@
  * concurrency, drain and engine failure (runpod-worker.md sections 4-10). Jobs run on the tiny
  * model in the engine thread, as in production.
  */
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -612,6 +613,25 @@ describe("shutdown", () => {
     expect(platform.queued).toBe(1);
     await delay(700);
     expect(h.forceExit).not.toHaveBeenCalled();
+  });
+});
+
+describe("a model that cannot load", () => {
+  it("keeps the worker up and answers every job with the start-up error (a missing model file)", async () => {
+    const platform = await fake();
+    platform.addJobs(roomJob("first"), roomJob("second"));
+    const empty = mkdtempSync(join(tmpdir(), "sam3-empty-"));
+    cleanups.push(() => rmSync(empty, { recursive: true, force: true }));
+    let worker: RunpodWorker | undefined;
+    const broken = threadEngine(tinySettings({ modelDir: empty }), (err) => worker?.engineFailed(err));
+    cleanups.push(() => void broken.close());
+    const h = startWorker(platform, {}, { engine: broken });
+    worker = h.worker;
+    await platform.waitFor(() => platform.posts("second").length > 0, 15_000, "both results");
+    await delay(300); // the thread stays up: no engine failure follows
+    expect(h.settled()).toBe(false);
+    for (const id of ["first", "second"]) expect(body(platform.posts(id)[0]!)).toEqual({ output: { error: "Model file not found: vision-encoder.onnx" } });
+    expect(await h.stop()).toBe(0);
   });
 });
 
