@@ -6,7 +6,7 @@
  */
 import type { Logger } from "../logger.js";
 import { addQuery } from "./urls.js";
-import { sleep } from "./backoff.js";
+import { backoffDelay, sleep } from "./backoff.js";
 import { RUNPOD_PROTOCOL_VERSION, platformRequest } from "./platform-http.js";
 
 export interface HeartbeatSettings {
@@ -19,6 +19,8 @@ export interface HeartbeatSettings {
 }
 
 const RETRY_STATUSES = new Set([429, 500, 502, 503, 504]);
+/** runpod-python's backoff factor of 1 s between ping retries, with jitter. */
+const PING_RETRY_BACKOFF = { baseMs: 1_000, capMs: 4_000 };
 
 export class Heartbeat {
   private readonly stopped = new AbortController();
@@ -44,10 +46,15 @@ export class Heartbeat {
     }
   }
 
-  /** One ping, retried up to 3 times on 429 and 5xx (as runpod-python); errors are logged, never thrown. */
+  /**
+   * One ping, retried up to 3 times on 429 and 5xx with backoff (runpod-python retries those 3
+   * times). Only a 2xx counts as delivered; anything else (401 from a wrong key, 404 from a wrong
+   * URL, a network error, 5xx to the end) is counted and logged, never thrown.
+   */
   private async ping(): Promise<void> {
     const ids = this.settings.jobIds();
     const url = addQuery(this.settings.url, { ...(ids.length > 0 ? { job_id: ids.join(",") } : {}), runpod_version: RUNPOD_PROTOCOL_VERSION });
+    let reason = "";
     for (let attempt = 0; attempt < 4; attempt++) {
       try {
         const res = await platformRequest({
@@ -57,19 +64,23 @@ export class Heartbeat {
           timeoutMs: this.settings.intervalMs * 2,
           signal: this.stopped.signal,
         });
-        if (!RETRY_STATUSES.has(res.status)) {
-          if (this.failures > 0) this.settings.log.info(`heartbeat restored after ${this.failures} failed pings`);
+        if (res.status >= 200 && res.status < 300) {
+          if (this.failures > 0) this.settings.log.info(`heartbeat restored after ${this.failures} failed ping(s)`);
           this.failures = 0;
           return;
         }
-        if (attempt < 3) await sleep(1000 * 2 ** attempt, this.stopped.signal);
+        reason = `HTTP ${res.status}`;
+        if (!RETRY_STATUSES.has(res.status)) break;
       } catch (err) {
         if (this.stopped.signal.aborted) return;
-        this.failures++;
-        // Logged on the first failure and then sparsely, so an outage does not flood the log.
-        if (this.failures === 1 || this.failures % 30 === 0) this.settings.log.warn(`heartbeat ping failed (${this.failures} in a row): ${(err as Error).message}`);
-        return;
+        reason = (err as Error).message;
+        break;
       }
+      if (attempt < 3) await sleep(backoffDelay(attempt, PING_RETRY_BACKOFF), this.stopped.signal);
     }
+    if (this.stopped.signal.aborted) return;
+    this.failures++;
+    // Logged on the first failure and then sparsely, so an outage does not flood the log.
+    if (this.failures === 1 || this.failures % 30 === 0) this.settings.log.warn(`heartbeat ping failed (${this.failures} in a row): ${reason}`);
   }
 }

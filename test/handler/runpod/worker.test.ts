@@ -460,6 +460,23 @@ describe("heartbeat", () => {
   });
 });
 
+describe("heartbeat failures", () => {
+  it("counts a 401 as a failed ping, says so once, and says when pings get through again", async () => {
+    let refuse = true;
+    const platform = await fake({ ping: () => (refuse ? { status: 401, text: "bad key" } : { status: 200, json: {} }) });
+    const h = startWorker(platform);
+    await platform.waitFor(() => platform.of("ping").length >= 3, 5_000, "three refused pings");
+    refuse = false;
+    await platform.waitFor(() => h.messages().some((m) => m.startsWith("heartbeat restored")), 5_000, "a restored heartbeat");
+    await h.stop();
+    const failed = h.messages().filter((m) => m.startsWith("heartbeat ping failed"));
+    expect(failed).toEqual(["heartbeat ping failed (1 in a row): HTTP 401"]);
+    // Every refused ping was counted (a 401 is not retried: one request each).
+    const restored = h.messages().find((m) => m.startsWith("heartbeat restored"))!;
+    expect(Number(/after (\d+) failed/.exec(restored)![1])).toBeGreaterThanOrEqual(3);
+  });
+});
+
 describe("the job-stop channel", () => {
   it("aborts a running job through its signal, posts nothing for it, and goes on to the next job", async () => {
     const platform = await fake();
