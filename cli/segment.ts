@@ -17,11 +17,12 @@ import { isMainModule } from "../engine/module-paths.js";
 import { decodeRle } from "../engine/rle.js";
 import type { CocoRle } from "../engine/rle.js";
 import { encodeGrayPngSync, allocScanlines } from "../engine/png.js";
-import { loadConfig } from "../handler/config.js";
+import { jobLimits, loadConfig } from "../handler/config.js";
+import type { WorkerConfig } from "../handler/config.js";
 import { inProcessEngine } from "../handler/engine-client.js";
 import { engineSettings } from "../handler/engine-settings.js";
 import { downloadImage } from "../handler/fetch-image.js";
-import { InvalidInputError, engineRequest, parseInput, parseOptions } from "../handler/input.js";
+import { InvalidInputError, engineRequest, parseImageUrl, parseOptions } from "../handler/input.js";
 import { contractMessage } from "../handler/job.js";
 import { redactUrl } from "../handler/logger.js";
 
@@ -88,28 +89,41 @@ export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Pr
     io.stderr(`${USAGE}\n`);
     return 2;
   }
-  const config = loadConfig(io.env);
+  let config: WorkerConfig;
+  try {
+    config = loadConfig(io.env);
+  } catch (err) {
+    io.stderr(`${(err as Error).message}\n`);
+    return 2;
+  }
   const source = positionals[0]!;
   const isUrl = /^https?:\/\//i.test(source);
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-  // The worker's own validation and limits, on the fields a job would carry.
-  const options = {
-    concepts: values.concepts.split(",").map((c) => c.trim()),
-    ...(values.threshold !== undefined ? { confidence_threshold: num(values.threshold) } : {}),
-    mask_format: values.format,
-    ...(values["max-instances"] !== undefined ? { max_instances: num(values["max-instances"]) } : {}),
-    return_overlay: !values["no-overlay"],
-  };
+  // The worker's own validation and limits, on the fields a job would carry, before any model loads.
+  let request: ReturnType<typeof parseOptions>;
+  let url: URL | undefined;
+  try {
+    request = parseOptions(
+      {
+        concepts: values.concepts.split(",").map((c) => c.trim()),
+        ...(values.threshold !== undefined ? { confidence_threshold: num(values.threshold) } : {}),
+        mask_format: values.format,
+        ...(values["max-instances"] !== undefined ? { max_instances: num(values["max-instances"]) } : {}),
+        return_overlay: !values["no-overlay"],
+      },
+      jobLimits(config),
+    );
+    if (isUrl) url = parseImageUrl(source);
+  } catch (err) {
+    io.stderr(`${contractMessage(err)}\n`);
+    return 1;
+  }
   const engine = inProcessEngine(engineSettings(config, (m) => io.stderr(`warning: ${m}\n`), false));
   try {
-    const limits = { maxConcepts: config.maxConcepts, maxImageBytes: config.download.maxBytes };
-    const request = parseOptions(options, limits);
     let bytes: Uint8Array;
-    if (isUrl) {
-      const { image } = parseInput({ ...options, image_url: source }, limits);
-      if (image.kind !== "url") throw new Error("unreachable");
-      io.stderr(`downloading ${redactUrl(image.url)}\n`);
-      bytes = await downloadImage(image.url, config.download);
+    if (url) {
+      io.stderr(`downloading ${redactUrl(url)}\n`);
+      bytes = await downloadImage(url, config.download);
     } else {
       const path = resolve(io.cwd, source);
       const size = await stat(path).then(

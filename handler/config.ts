@@ -5,12 +5,13 @@
  */
 import { existsSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
 import { VISION_ENCODER } from "../models/contract.js";
 import type { DeviceSetting } from "../engine/sessions.js";
 import { DEFAULT_ENGINE_SETTINGS } from "../engine/segmenter.js";
 import { findProjectRoot } from "../engine/module-paths.js";
+import { DEFAULT_DOWNLOAD_LIMITS } from "./fetch-image.js";
+import type { InputLimits } from "./input.js";
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -39,6 +40,11 @@ export interface RunpodSettings {
   readonly endpointId?: string;
 }
 
+/** What the job function needs to know of the limits. */
+export function jobLimits(config: WorkerConfig): InputLimits & { readonly download: DownloadSettings } {
+  return { maxConcepts: config.maxConcepts, maxImageBytes: config.download.maxBytes, download: config.download };
+}
+
 export interface WorkerConfig {
   readonly modelDir: string;
   /** Where modelDir came from: SAM3_MODEL_DIR, the default models/sam3, or the bundled tiny model. */
@@ -60,7 +66,6 @@ export interface WorkerConfig {
   readonly drainTimeoutMs: number;
   readonly logLevel: string;
   readonly runpod: RunpodSettings;
-  readonly hostname: string;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -89,12 +94,21 @@ function flag(env: Env, name: string): boolean {
   throw new ConfigError(`${name} must be 1 or 0 (got "${env[name]}")`);
 }
 
-/** RUNPOD_LOG_LEVEL (runpod-python's names) or SAM3_LOG_LEVEL, as a pino level. */
-function logLevel(env: Env): string {
-  const raw = (env.SAM3_LOG_LEVEL ?? env.RUNPOD_LOG_LEVEL ?? env.RUNPOD_DEBUG_LEVEL ?? "info").trim().toLowerCase();
+/**
+ * The log level as a pino level, from the first of `override` (--rp_log_level), SAM3_LOG_LEVEL,
+ * RUNPOD_LOG_LEVEL and RUNPOD_DEBUG_LEVEL that is set (runpod-python's names); blank is unset.
+ */
+function logLevel(env: Env, override: string | undefined): string {
+  const sources: [string, string | undefined][] = [
+    ["--rp_log_level", override],
+    ["SAM3_LOG_LEVEL", env.SAM3_LOG_LEVEL],
+    ["RUNPOD_LOG_LEVEL", env.RUNPOD_LOG_LEVEL],
+    ["RUNPOD_DEBUG_LEVEL", env.RUNPOD_DEBUG_LEVEL],
+  ];
+  const [name, raw] = sources.find(([, v]) => v !== undefined && v.trim() !== "") ?? ["", "info"];
   const map: Record<string, string> = { notset: "trace", trace: "trace", debug: "debug", info: "info", warn: "warn", warning: "warn", error: "error", silent: "silent" };
-  const level = map[raw];
-  if (!level) throw new ConfigError(`RUNPOD_LOG_LEVEL must be one of NOTSET, TRACE, DEBUG, INFO, WARN, ERROR (got "${raw}")`);
+  const level = map[raw!.trim().toLowerCase()];
+  if (!level) throw new ConfigError(`${name} must be one of NOTSET, TRACE, DEBUG, INFO, WARN, ERROR (got "${raw}")`);
   return level;
 }
 
@@ -111,8 +125,11 @@ function modelDir(env: Env, root: string, deployed: boolean): Pick<WorkerConfig,
   return { modelDir: join(root, "models", "tiny"), modelDirSource: "tiny-fallback" };
 }
 
-export function loadConfig(env: Env = process.env, root: string = findProjectRoot()): WorkerConfig {
+export function loadConfig(env: Env = process.env, root: string = findProjectRoot(), overrides: { logLevel?: string } = {}): WorkerConfig {
   const deployed = Boolean(env.RUNPOD_WEBHOOK_GET_JOB);
+  if (deployed && !env.RUNPOD_WEBHOOK_POST_OUTPUT) {
+    throw new ConfigError("RUNPOD_WEBHOOK_POST_OUTPUT must be set when RUNPOD_WEBHOOK_GET_JOB is: results have nowhere to go");
+  }
   const intraOp = integer(env, "SAM3_INTRA_OP_THREADS", 0, 0, 1024);
   return {
     ...modelDir(env, root, deployed),
@@ -120,11 +137,11 @@ export function loadConfig(env: Env = process.env, root: string = findProjectRoo
     maxImagePixels: integer(env, "SAM3_MAX_IMAGE_PIXELS", DEFAULT_ENGINE_SETTINGS.maxImagePixels, 1),
     maxConcepts: integer(env, "SAM3_MAX_CONCEPTS", 32, 1, 1000),
     download: {
-      maxBytes: integer(env, "SAM3_MAX_IMAGE_BYTES", 50 * 1024 * 1024, 1),
-      connectTimeoutMs: integer(env, "SAM3_DOWNLOAD_CONNECT_TIMEOUT_MS", 5_000, 1),
-      headersTimeoutMs: integer(env, "SAM3_DOWNLOAD_HEADERS_TIMEOUT_MS", 10_000, 1),
-      bodyTimeoutMs: integer(env, "SAM3_DOWNLOAD_BODY_TIMEOUT_MS", 30_000, 1),
-      maxRedirects: integer(env, "SAM3_DOWNLOAD_MAX_REDIRECTS", 5, 0, 20),
+      maxBytes: integer(env, "SAM3_MAX_IMAGE_BYTES", DEFAULT_DOWNLOAD_LIMITS.maxBytes, 1),
+      connectTimeoutMs: integer(env, "SAM3_DOWNLOAD_CONNECT_TIMEOUT_MS", DEFAULT_DOWNLOAD_LIMITS.connectTimeoutMs, 1),
+      headersTimeoutMs: integer(env, "SAM3_DOWNLOAD_HEADERS_TIMEOUT_MS", DEFAULT_DOWNLOAD_LIMITS.headersTimeoutMs, 1),
+      bodyTimeoutMs: integer(env, "SAM3_DOWNLOAD_BODY_TIMEOUT_MS", DEFAULT_DOWNLOAD_LIMITS.bodyTimeoutMs, 1),
+      maxRedirects: integer(env, "SAM3_DOWNLOAD_MAX_REDIRECTS", DEFAULT_DOWNLOAD_LIMITS.maxRedirects, 0, 20),
       allowPrivate: flag(env, "SAM3_ALLOW_PRIVATE_URLS"),
     },
     concurrency: integer(env, "SAM3_CONCURRENCY", 2, 1, 64),
@@ -135,8 +152,7 @@ export function loadConfig(env: Env = process.env, root: string = findProjectRoo
     ...(intraOp > 0 ? { intraOpThreads: intraOp } : {}),
     allowSpinning: flag(env, "SAM3_ORT_ALLOW_SPINNING"),
     drainTimeoutMs: integer(env, "SAM3_DRAIN_TIMEOUT_MS", 120_000, 0),
-    logLevel: logLevel(env),
-    hostname: env.RUNPOD_POD_HOSTNAME ?? hostname(),
+    logLevel: logLevel(env, overrides.logLevel),
     runpod: {
       ...(env.RUNPOD_WEBHOOK_GET_JOB ? { getJobUrl: env.RUNPOD_WEBHOOK_GET_JOB } : {}),
       ...(env.RUNPOD_WEBHOOK_POST_OUTPUT ? { postOutputUrl: env.RUNPOD_WEBHOOK_POST_OUTPUT } : {}),

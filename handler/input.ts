@@ -102,10 +102,11 @@ function parseImage(input: Record<string, unknown>, limits: InputLimits): ImageS
   const hasBase64 = input.image_base64 !== undefined && input.image_base64 !== null;
   if (hasUrl && hasBase64) throw new InvalidInputError("image_url and image_base64 must not both be set; send exactly one (got both)");
   if (!hasUrl && !hasBase64) throw new InvalidInputError("image_url or image_base64 is required (got neither)");
-  return hasUrl ? { kind: "url", url: parseUrl(input.image_url) } : { kind: "base64", bytes: parseBase64(input.image_base64, limits.maxImageBytes) };
+  return hasUrl ? { kind: "url", url: parseImageUrl(input.image_url) } : { kind: "base64", bytes: parseBase64(input.image_base64, limits.maxImageBytes) };
 }
 
-function parseUrl(value: unknown): URL {
+/** image_url's rules: an absolute http(s) URL without credentials. */
+export function parseImageUrl(value: unknown): URL {
   if (typeof value !== "string") throw new InvalidInputError(`image_url must be a string (got ${describe(value)})`);
   if (value.trim() === "") throw new InvalidInputError('image_url must not be empty (got "")');
   let url: URL;
@@ -136,19 +137,21 @@ function parseBase64(value: unknown, maxBytes: number): Buffer {
     text = text.slice(prefix.length);
   }
   // Line breaks and spaces from wrapped encoders are allowed; nothing else outside the alphabet is.
-  text = text.replace(/\s+/g, "");
+  if (/\s/.test(text)) text = text.replace(/\s+/g, "");
   if (text === "") throw new InvalidInputError("image_base64 must not be empty (got no data)");
   const estimated = Math.floor((text.length * 3) / 4);
   if (estimated - 2 > maxBytes) {
     throw new InvalidInputError(`image_base64 decodes to about ${estimated} bytes, over the limit of ${maxBytes} bytes (SAM3_MAX_IMAGE_BYTES)`);
   }
-  if (!(BASE64.test(text) || BASE64_URL_SAFE.test(text)) || text.length % 4 === 1) {
+  // One pass of the alphabet check each (tens of MB of text can arrive here, on the main thread).
+  const standard = BASE64.test(text);
+  if (!(standard || BASE64_URL_SAFE.test(text)) || text.length % 4 === 1) {
     const bad = text.search(/[^A-Za-z0-9+/=_-]/);
     throw new InvalidInputError(
       `image_base64 is not valid base64 (got ${bad >= 0 ? `the character ${JSON.stringify(text[bad])} at position ${bad}` : "a malformed length or padding"})`,
     );
   }
-  const bytes = Buffer.from(text, BASE64.test(text) ? "base64" : "base64url");
+  const bytes = Buffer.from(text, standard ? "base64" : "base64url");
   if (bytes.length > maxBytes) {
     throw new InvalidInputError(`image_base64 decodes to ${bytes.length} bytes, over the limit of ${maxBytes} bytes (SAM3_MAX_IMAGE_BYTES)`);
   }

@@ -6,6 +6,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { jobLimits } from "./config.js";
 import type { WorkerConfig } from "./config.js";
 import type { EngineClient } from "./engine-client.js";
 import { runSegmentationJob } from "./job.js";
@@ -17,7 +18,8 @@ export interface LocalTestOptions {
   readonly testInput?: string;
   readonly cwd: string;
   readonly config: WorkerConfig;
-  readonly engine: EngineClient;
+  /** Called once the test input is known to be a job, so a typo does not wait for a model load. */
+  readonly createEngine: () => EngineClient;
   readonly log: Logger;
   readonly stdout: NodeJS.WritableStream;
 }
@@ -48,11 +50,13 @@ export async function runLocalTest(options: LocalTestOptions): Promise<number> {
   const record = job as { id?: unknown; input: unknown };
   const id = typeof record.id === "string" && record.id ? record.id : "local_test";
   const started = performance.now();
-  const outcome = await runSegmentationJob(record.input, {
-    engine: options.engine,
-    limits: { maxConcepts: options.config.maxConcepts, maxImageBytes: options.config.download.maxBytes, download: options.config.download },
-    log: jobLogger(log, id, options.config.runpod.endpointId !== undefined),
-  });
+  const engine = options.createEngine();
+  let outcome;
+  try {
+    outcome = await runSegmentationJob(record.input, { engine, limits: jobLimits(options.config), log: jobLogger(log, id) });
+  } finally {
+    await engine.close();
+  }
   const response = { id, status: "COMPLETED", output: outcome, executionTime: Math.round(performance.now() - started) };
   await new Promise<void>((resolve, reject) => options.stdout.write(JSON.stringify(response) + "\n", (err) => (err ? reject(err) : resolve())));
   return 0;

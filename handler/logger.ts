@@ -69,8 +69,9 @@ export function createLogger(settings: LoggerSettings): Logger {
 }
 
 /** A child logger whose every line carries the job id, under the key the line format expects. */
-export function jobLogger(logger: Logger, jobId: string, runpodFormat: boolean): Logger {
-  return runpodFormat ? (jobRoots.get(logger) ?? logger).child({ requestId: jobId }) : logger.child({ jobId });
+export function jobLogger(logger: Logger, jobId: string): Logger {
+  const runpodRoot = jobRoots.get(logger);
+  return runpodRoot ? runpodRoot.child({ requestId: jobId }) : logger.child({ jobId });
 }
 
 /** A URL as it may be logged: scheme, host, port and path; query and fragment (signed-URL secrets) dropped. */

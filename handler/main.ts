@@ -67,8 +67,7 @@ async function main(argv: readonly string[]): Promise<number> {
   let config: WorkerConfig;
   try {
     cli = parseCli(argv);
-    const env = cli.logLevel ? { ...process.env, RUNPOD_LOG_LEVEL: cli.logLevel } : process.env;
-    config = loadConfig(env);
+    config = loadConfig(process.env, undefined, cli.logLevel ? { logLevel: cli.logLevel } : {});
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
     return 2;
@@ -84,12 +83,14 @@ async function main(argv: readonly string[]): Promise<number> {
   describeModel(config, log);
   if (local) {
     // One job: the engine in this thread, no warm-up (the job itself is the only run).
-    const engine = inProcessEngine(engineSettings(config, (m) => log.warn(m), false));
-    try {
-      return await runLocalTest({ ...(cli.testInput !== undefined ? { testInput: cli.testInput } : {}), cwd: process.cwd(), config, engine, log, stdout: process.stdout });
-    } finally {
-      await engine.close();
-    }
+    return runLocalTest({
+      ...(cli.testInput !== undefined ? { testInput: cli.testInput } : {}),
+      cwd: process.cwd(),
+      config,
+      createEngine: () => inProcessEngine(engineSettings(config, (m) => log.warn(m), false)),
+      log,
+      stdout: process.stdout,
+    });
   }
   if (cli.serveApi) return serveApi(cli, config, log);
   return runWorker(config, log);

@@ -269,7 +269,10 @@ interface Context {
 interface Job {
   readonly local: string;
   readonly spec: RemoteFile;
+  /** What is requested, credentials of a private mirror included. */
   readonly url: string;
+  /** What is logged, stored and put in messages: no user info, no query string. */
+  readonly shown: string;
   readonly partial: string;
   readonly final: string;
 }
@@ -300,6 +303,7 @@ export async function fetchModel(options: FetchOptions): Promise<FetchSummary> {
     local,
     spec,
     url: new URL(spec.remote, base).href,
+    shown: shownUrl(new URL(spec.remote, base).href),
     partial: join(dir, `${spec.remote}.partial`),
     final: join(dir, local),
   }));
@@ -307,10 +311,10 @@ export async function fetchModel(options: FetchOptions): Promise<FetchSummary> {
   // Keep earlier records of the same URLs: they let unhashed files be skipped after an interrupted run.
   const prior = await readLocalManifest(dir);
   const now = new Date().toISOString();
-  const local: LocalManifest = { format: 1, variant: options.variant, source: base, complete: false, verified: false, fetchedAt: now, files: {} };
+  const local: LocalManifest = { format: 1, variant: options.variant, source: shownUrl(base), complete: false, verified: false, fetchedAt: now, files: {} };
   for (const job of jobs) {
     const entry = prior?.files[job.local];
-    if (entry?.url === job.url) local.files[job.local] = entry;
+    if (entry?.url === job.shown) local.files[job.local] = entry;
   }
   await writeJsonAtomic(manifestPath, local);
 
@@ -347,9 +351,9 @@ export async function fetchModel(options: FetchOptions): Promise<FetchSummary> {
         log(`UNVERIFIED ${job.local} (${job.spec.remote}): sha256=${outcome.sha256} size=${outcome.size}; no hash recorded in the manifest`);
       }
       const fetchedAt = action === "skipped" ? (local.files[job.local]?.fetchedAt ?? now) : new Date().toISOString();
-      local.files[job.local] = { remote: job.spec.remote, url: job.url, size: outcome.size, sha256: outcome.sha256, verified: outcome.verified, fetchedAt };
+      local.files[job.local] = { remote: job.spec.remote, url: job.shown, size: outcome.size, sha256: outcome.sha256, verified: outcome.verified, fetchedAt };
       await writeJsonAtomic(manifestPath, local);
-      results.push({ file: job.local, remote: job.spec.remote, url: job.url, ...outcome, action });
+      results.push({ file: job.local, remote: job.spec.remote, url: job.shown, ...outcome, action });
     }
   } finally {
     if (ownDispatcher) await raw.close();
@@ -375,7 +379,7 @@ export async function fetchModel(options: FetchOptions): Promise<FetchSummary> {
 async function checkExisting(ctx: Context, job: Job, prior: LocalEntry | undefined): Promise<Outcome | null> {
   const size = await fileSize(job.final);
   if (size === null) return null;
-  const known = job.spec.sha256 !== null ? job.spec : prior?.url === job.url ? prior : undefined;
+  const known = job.spec.sha256 !== null ? job.spec : prior?.url === job.shown ? prior : undefined;
   if (!known || (known.size !== null && known.size !== size)) return null;
   ctx.log(`${job.local}: present, checking sha256`);
   const sha256 = (await hashFile(job.final, createHash("sha256"))).digest("hex");
@@ -387,7 +391,7 @@ async function downloadWithRetries(ctx: Context, job: Job): Promise<Outcome> {
     try {
       return await attempt(ctx, job);
     } catch (err) {
-      const e = classify(err, job.url);
+      const e = classify(err, job.shown);
       if (!e.retryable) throw e;
       if (failures >= ctx.retries) {
         throw new FetchModelError(e.code, `${e.message} (gave up after ${failures + 1} attempts)`, { cause: e.cause });
@@ -411,7 +415,7 @@ async function attempt(ctx: Context, job: Job): Promise<Outcome> {
   if (offset > 0) await hashFile(job.partial, hash);
   if (offset > 0 && offset === spec.size) return finish(ctx, job, hash, offset);
   if (offset > 0) ctx.log(`${spec.remote}: resuming at byte ${offset}`);
-  else ctx.log(`${spec.remote}: downloading ${job.url}`);
+  else ctx.log(`${spec.remote}: downloading ${job.shown}`);
 
   const res = await request(job.url, { dispatcher: ctx.dispatcher, method: "GET", headers: offset > 0 ? { range: `bytes=${offset}-` } : {} });
   const status = res.statusCode;
@@ -421,13 +425,13 @@ async function attempt(ctx: Context, job: Job): Promise<Outcome> {
     if (status === 416 && offset > 0 && range?.total === offset) return finish(ctx, job, hash, offset); // partial was whole
     if (status === 416) {
       await rm(job.partial, { force: true });
-      throw new FetchModelError("http", `HTTP 416 for ${job.url} with ${offset} bytes on disk; partial file deleted`, { retryable: true });
+      throw new FetchModelError("http", `HTTP 416 for ${job.shown} with ${offset} bytes on disk; partial file deleted`, { retryable: true });
     }
     if (status === 404 || status === 410) {
       const hint = spec.status === "confirmed" ? "" : ` (this name is "${spec.status}" in the manifest: check the release's assets and correct models/manifest.json)`;
-      throw new FetchModelError("not-found", `not found (HTTP ${status}): ${job.url}${hint}`);
+      throw new FetchModelError("not-found", `not found (HTTP ${status}): ${job.shown}${hint}`);
     }
-    throw new FetchModelError("http", `HTTP ${status} for ${job.url}`, { retryable: status >= 500 || status === 429 });
+    throw new FetchModelError("http", `HTTP ${status} for ${job.shown}`, { retryable: status >= 500 || status === 429 });
   }
 
   let total: number | null;
@@ -435,7 +439,7 @@ async function attempt(ctx: Context, job: Job): Promise<Outcome> {
     if (range?.start !== offset) {
       await res.body.dump();
       await rm(job.partial, { force: true });
-      throw new FetchModelError("http", `bad Content-Range for ${job.url} at byte ${offset}; partial file deleted`, { retryable: true });
+      throw new FetchModelError("http", `bad Content-Range for ${job.shown} at byte ${offset}; partial file deleted`, { retryable: true });
     }
     total = range.total;
   } else {
@@ -472,7 +476,7 @@ async function finish(ctx: Context, job: Job, hash: Hash, size: number): Promise
   if (badSize || (spec.sha256 !== null && sha256 !== spec.sha256)) {
     await rm(job.partial, { force: true });
     const what = badSize ? `${size > spec.size! ? `more than ${spec.size}` : size} bytes, expected ${spec.size}` : `sha256 ${sha256}, expected ${spec.sha256}`;
-    throw new FetchModelError("checksum", `${spec.remote} does not match the manifest (${what}); partial file deleted; ${job.url}`);
+    throw new FetchModelError("checksum", `${spec.remote} does not match the manifest (${what}); partial file deleted; ${job.shown}`);
   }
   await rename(job.partial, job.final);
   await syncDir(ctx.dir);
@@ -513,14 +517,20 @@ function messageOf(err: unknown): string {
 
 // ---------------------------------------------------------------- small helpers
 
+/** A URL as it may be shown: without user info, and with any query string replaced (it may carry a token). */
+function shownUrl(href: string): string {
+  const u = new URL(href);
+  return `${u.protocol}//${u.host}${u.pathname}${u.search ? "?[REDACTED]" : ""}`;
+}
+
 function normaliseBaseUrl(base: string): string {
   let url: URL;
   try {
     url = new URL(base);
   } catch {
-    throw new FetchModelError("usage", `invalid base URL: ${base}`);
+    throw new FetchModelError("usage", "invalid base URL (--base-url or SAM3_MODEL_BASE_URL)");
   }
-  if (url.protocol !== "https:" && url.protocol !== "http:") throw new FetchModelError("usage", `base URL must be http(s): ${base}`);
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new FetchModelError("usage", `base URL must be http(s): ${shownUrl(url.href)}`);
   // Without the trailing slash, new URL(name, base) would replace the tag folder.
   return url.href.endsWith("/") ? url.href : `${url.href}/`;
 }

@@ -9,6 +9,7 @@ import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { jobLimits } from "../config.js";
 import type { WorkerConfig } from "../config.js";
 import type { EngineClient } from "../engine-client.js";
 import { JobCancelledError, runSegmentationJob } from "../job.js";
@@ -86,6 +87,7 @@ export class LocalApiServer {
   private readonly jobs = new Map<string, LocalJob>();
   private readonly queue: LocalJob[] = [];
   private running = 0;
+  private readonly executing = new Set<Promise<void>>();
   private counters = { completed: 0, failed: 0 };
   private server: Server | undefined;
 
@@ -109,13 +111,14 @@ export class LocalApiServer {
     return port;
   }
 
-  /** Stops accepting requests; running jobs finish. */
+  /** Stops accepting requests, cancels queued jobs and waits for running ones to finish. */
   async close(): Promise<void> {
     for (const job of this.queue.splice(0)) this.finish(job, "CANCELLED");
     await new Promise<void>((resolve) => {
       this.server?.close(() => resolve());
       this.server?.closeAllConnections();
     });
+    await Promise.allSettled([...this.executing]);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -129,12 +132,12 @@ export class LocalApiServer {
     if (route === "run" && method === "POST" && !id) return this.send(res, 200, this.view(this.enqueue(await readJson(req, RUN_BODY_LIMIT), false)));
     if (route === "runsync" && method === "POST" && !id) {
       const job = this.enqueue(await readJson(req, RUNSYNC_BODY_LIMIT), true);
-      await this.waitFor(job, wait, req);
+      await this.waitFor(job, wait, res);
       return this.send(res, 200, this.view(job));
     }
     if ((route === "status" || route === "status-sync") && id && (method === "GET" || method === "POST")) {
       const job = this.find(id);
-      if (route === "status-sync") await this.waitFor(job, wait, req);
+      if (route === "status-sync") await this.waitFor(job, wait, res);
       return this.send(res, 200, this.view(job));
     }
     if (route === "cancel" && id && method === "POST") return this.send(res, 200, this.view(this.cancel(this.find(id))));
@@ -176,10 +179,12 @@ export class LocalApiServer {
     while (this.running < this.options.config.concurrency && this.queue.length > 0) {
       const job = this.queue.shift()!;
       this.running++;
-      void this.execute(job).finally(() => {
+      const run: Promise<void> = this.execute(job).finally(() => {
         this.running--;
+        this.executing.delete(run);
         this.pump();
       });
+      this.executing.add(run);
     }
   }
 
@@ -190,12 +195,14 @@ export class LocalApiServer {
     try {
       const outcome = await runSegmentationJob(job.input, {
         engine,
-        limits: { maxConcepts: config.maxConcepts, maxImageBytes: config.download.maxBytes, download: config.download },
-        log: jobLogger(log, job.id, config.runpod.endpointId !== undefined),
+        limits: jobLimits(config),
+        log: jobLogger(log, job.id),
         signal: job.controller.signal,
         // As the platform shows a /run job's progress updates: IN_PROGRESS with {done, total}.
         ...(job.sync ? {} : { onProgress: (done: number, total: number) => void (job.status === "IN_PROGRESS" && (job.output = { done, total })) }),
       });
+      // Cancelled while the engine finished anyway: the job stays CANCELLED, without an output.
+      if (TERMINAL.has(job.status)) return;
       // What the platform stores from a posted {"output": X} body: the job's output is X.
       job.output = resultBody(outcome, false).output;
       this.finish(job, "COMPLETED");
@@ -233,19 +240,22 @@ export class LocalApiServer {
     return job;
   }
 
-  /** Resolves when the job ends, `ms` pass, or the client goes away. */
-  private waitFor(job: LocalJob, ms: number, req: IncomingMessage): Promise<void> {
+  /**
+   * Resolves when the job ends, `ms` pass, or the client goes away. The response's close is the
+   * signal: the request's own close fires as soon as its body has been read.
+   */
+  private waitFor(job: LocalJob, ms: number, res: ServerResponse): Promise<void> {
     if (TERMINAL.has(job.status)) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
         job.waiters.delete(done);
-        req.off("close", done);
+        res.off("close", done);
         resolve();
       };
       const timer = setTimeout(done, ms);
       job.waiters.add(done);
-      req.once("close", done);
+      res.once("close", done);
     });
   }
 

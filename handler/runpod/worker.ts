@@ -8,6 +8,7 @@
  * "Invalid input" result instead of being dropped; a drain timeout bounds shutdown; a platform
  * without the batch take route (404) gets single takes.
  */
+import { jobLimits } from "../config.js";
 import type { WorkerConfig } from "../config.js";
 import type { EngineClient } from "../engine-client.js";
 import { JobCancelledError, runSegmentationJob } from "../job.js";
@@ -207,7 +208,7 @@ export class RunpodWorker {
   /** Starts a job; false when it is a duplicate of one still running. */
   private start(job: RunpodJob, postTemplate: string, urlContext: { workerId: string; gpuTypeId?: string }): boolean {
     const { config, log: rootLog, engine } = this.options;
-    const log = jobLogger(rootLog, job.id, config.runpod.endpointId !== undefined);
+    const log = jobLogger(rootLog, job.id);
     if (this.running.has(job.id)) {
       log.error("job taken twice while still running; ignoring the second copy");
       return false;
@@ -220,7 +221,7 @@ export class RunpodWorker {
         const progress = progressReporter(job.id, doneUrl, config.runpod.apiKey, log);
         const outcome = await runSegmentationJob(job.input, {
           engine,
-          limits: { maxConcepts: config.maxConcepts, maxImageBytes: config.download.maxBytes, download: config.download },
+          limits: jobLimits(config),
           log,
           signal: controller.signal,
           ...(progress ? { onProgress: progress.report } : {}),

@@ -86,6 +86,9 @@ describe("sam3-segment", () => {
     expect(await runCli(["no/such/file.jpg", "--concepts", "door", "--out", join(dir, "x")], missing)).toBe(1);
     expect(missing.err.join("")).toContain("Invalid input: image file no/such/file.jpg cannot be read (ENOENT)");
     expect(await runCli(["test/fixtures/room.jpg"], io())).toBe(2);
+    const setting = io({ SAM3_DEVICE: "gpu" });
+    expect(await runCli(["test/fixtures/room.jpg", "--concepts", "door"], setting)).toBe(2);
+    expect(setting.err.join("")).toBe('SAM3_DEVICE must be one of auto, cuda, cpu (got "gpu")\n');
   });
 
   it("names files after concepts safely", () => {

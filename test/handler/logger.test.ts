@@ -17,7 +17,7 @@ describe("logger", () => {
   it("writes Runpod's line shape: requestId null outside a job, the job id inside, message and level", () => {
     const { log, lines } = capture(true);
     log.info("worker starting");
-    jobLogger(log, "job-7", true).warn("Started.");
+    jobLogger(log, "job-7").warn("Started.");
     expect(lines()).toEqual([
       { level: "INFO", requestId: null, message: "worker starting" },
       { level: "WARN", requestId: "job-7", message: "Started." },
@@ -26,7 +26,7 @@ describe("logger", () => {
 
   it("binds jobId in pino's own shape otherwise", () => {
     const { log, lines } = capture(false);
-    jobLogger(log, "job-8", false).info("Started.");
+    jobLogger(log, "job-8").info("Started.");
     expect(lines()[0]).toMatchObject({ level: 30, jobId: "job-8", msg: "Started." });
   });
 

@@ -232,6 +232,19 @@ describe("fetchModel", () => {
     expect(s.requestsFor("text-encoder-q8.onnx")).toHaveLength(1);
   });
 
+  it("never shows a private mirror's credentials or query token in logs, errors or the local manifest", async () => {
+    const s = await server();
+    const dir = tempDir();
+    const secretBase = s.baseUrl.replace("http://", "http://mirror-user:pw-SECRET@") + "?token=tok-SECRET";
+    const manifest = testManifest({ override: { "text-encoder-fp16.onnx": { remote: "missing.onnx" } as Partial<RemoteFile> } });
+    const { run, log } = await fetchInto(dir, secretBase, { manifest });
+    const err = await failure(run);
+    expect(err.code).toBe("not-found");
+    const everything = [err.message, ...log, readFileSync(join(dir, LOCAL_MANIFEST), "utf8")].join("\n");
+    expect(everything).not.toMatch(/SECRET/);
+    expect(err.message).toContain(`not found (HTTP 404): ${s.baseUrl}missing.onnx`);
+  });
+
   it("says it cannot reach the host when offline (connection refused)", async () => {
     const port = await closedPort();
     const dir = tempDir();
