@@ -22,10 +22,6 @@ export class EngineError extends Error {
   }
 }
 
-export function isEngineError(err: unknown, code?: EngineErrorCode): err is EngineError {
-  return err instanceof EngineError && (code === undefined || err.code === code);
-}
-
 /** Throws the engine's abort error when the job's signal has fired. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new EngineError("ABORTED", "job was cancelled", { cause: signal.reason });

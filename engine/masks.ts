@@ -37,7 +37,7 @@ export class MaskEncoder {
   }
 
   /** Resizes one plane into a scanline buffer (filter bytes are left for the PNG step). */
-  rasterize(plane: ArrayLike<number>, into: Buffer = allocScanlines(this.width, this.height)): Buffer {
+  rasterize(plane: ArrayLike<number>, into: Buffer): Buffer {
     resizeMaskInto(plane, this.plan, into, 1, this.width + 1);
     return into;
   }

@@ -35,12 +35,13 @@ export class OverlayCanvas {
   /** Outline thickness grows with the image so it stays visible on large photos. */
   private readonly outline: number;
 
+  /** Paints into `rgb` itself: the caller hands the decoded image over. */
   constructor(
     rgb: Uint8Array,
     readonly width: number,
     readonly height: number,
   ) {
-    this.pixels = new Uint8Array(rgb);
+    this.pixels = rgb;
     this.outline = Math.max(2, Math.round(Math.min(width, height) / 300));
   }
 
@@ -77,7 +78,7 @@ export class OverlayCanvas {
   async toJpegBase64(legend: readonly LegendEntry[]): Promise<string> {
     const { width, height } = this;
     let image = sharp(this.pixels, { raw: { width, height, channels: 3 } });
-    if (legend.length > 0) image = sharp(await image.png({ compressionLevel: 1 }).toBuffer()).composite([{ input: this.legendSvg(legend), top: 0, left: 0 }]);
+    if (legend.length > 0) image = image.composite([{ input: this.legendSvg(legend), top: 0, left: 0 }]);
     // 4:4:4 keeps the thin coloured outlines from being smeared by chroma subsampling.
     const jpeg = await image.jpeg({ quality: 85, chromaSubsampling: "4:4:4" }).toBuffer();
     return jpeg.toString("base64");

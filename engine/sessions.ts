@@ -27,10 +27,10 @@ export interface SessionSettings {
   readonly warn: (message: string) => void;
 }
 
-/** The vision encoder's outputs for one image, kept as ONNX Runtime returned them. */
+/** The vision encoder's outputs for one image, in the element types the decoder declares. */
 export type ImageFeatures = Readonly<Record<"fpn_feat_0" | "fpn_feat_1" | "fpn_feat_2" | "fpn_pos_2", ort.Tensor>>;
 
-/** The text encoder's outputs for one concept (batch 1). */
+/** The text encoder's outputs for one concept (batch 1), features in the decoder's element type. */
 export interface ConceptFeatures {
   readonly text_features: ort.Tensor;
   readonly text_mask: ort.Tensor;
@@ -163,7 +163,9 @@ export class ModelSessions {
     const images = asType(new ort.Tensor("float32", pixels, [1, 3, IMAGE_SIZE, IMAGE_SIZE]), this.checked.vision.types.images);
     this.counts.vision++;
     const out = await this.vision.run({ images });
-    return { fpn_feat_0: out.fpn_feat_0!, fpn_feat_1: out.fpn_feat_1!, fpn_feat_2: out.fpn_feat_2!, fpn_pos_2: out.fpn_pos_2! };
+    // Converted once here, to what the decoder declares, not again for every concept.
+    const as = (name: keyof ImageFeatures) => asType(out[name]!, this.checked.decoder.types[name]);
+    return { fpn_feat_0: as("fpn_feat_0"), fpn_feat_1: as("fpn_feat_1"), fpn_feat_2: as("fpn_feat_2"), fpn_pos_2: as("fpn_pos_2") };
   }
 
   /** Encodes several tokenised concepts in one run; returns one batch-1 result per concept. */
@@ -187,7 +189,8 @@ export class ModelSessions {
       input_ids: new ort.Tensor("int64", ids, [n, TEXT_LENGTH]),
       attention_mask: new ort.Tensor("int64", mask, [n, TEXT_LENGTH]),
     });
-    return tokens.map((_, i) => ({ text_features: batchItem(out.text_features!, i), text_mask: batchItem(out.text_mask!, i) }));
+    const features = asType(out.text_features!, this.checked.decoder.types.text_features);
+    return tokens.map((_, i) => ({ text_features: batchItem(features, i), text_mask: batchItem(out.text_mask!, i) }));
   }
 
   /** Runs the decoder for the given concepts against one image, in one batch. */

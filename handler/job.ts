@@ -38,21 +38,14 @@ export interface JobContext {
   readonly download?: typeof downloadImage;
 }
 
-/** Contract prefixes by engine error code. */
-const ENGINE_MESSAGES: Record<EngineError["code"], (message: string) => string> = {
-  MODEL_FILE_NOT_FOUND: (m) => m,
-  MODEL_CONTRACT: (m) => `Segmentation failed: ${m}`,
-  DEVICE_UNAVAILABLE: (m) => `Segmentation failed: ${m}`,
-  IMAGE_DECODE: (m) => `Segmentation failed: ${m}`,
-  IMAGE_TOO_LARGE: (m) => `Segmentation failed: ${m}`,
-  INFERENCE: (m) => `Segmentation failed: ${m}`,
-  ABORTED: (m) => `Segmentation failed: ${m}`,
-};
-
+/**
+ * The contract's message for any failure: input errors and download errors carry their prefix's
+ * detail, "Model file not found: <file>" stands as it is, everything else is "Segmentation failed".
+ */
 export function contractMessage(err: unknown): string {
   if (err instanceof InvalidInputError) return err.message;
   if (err instanceof DownloadError) return `Failed to download image: ${err.message}`;
-  if (err instanceof EngineError) return ENGINE_MESSAGES[err.code](err.message);
+  if (err instanceof EngineError && err.code === "MODEL_FILE_NOT_FOUND") return err.message;
   return `Segmentation failed: ${(err as Error)?.message ?? String(err)}`;
 }
 

@@ -45,6 +45,8 @@ export function parseCli(argv: readonly string[]): Cli {
   });
   const port = Number(values.rp_api_port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`--rp_api_port must be a port number (got "${values.rp_api_port}")`);
+  // runpod-python's --rp_api_concurrency and --rp_debugger are accepted so its command lines work;
+  // SAM3_CONCURRENCY sets the concurrency here, and there is no debugger.
   return {
     ...(values.test_input !== undefined ? { testInput: values.test_input } : {}),
     serveApi: values.rp_serve_api ?? false,

@@ -44,10 +44,6 @@ export class StopPoller {
     await this.loop;
   }
 
-  get isSupported(): boolean {
-    return this.supported;
-  }
-
   private async run(): Promise<void> {
     const { signal } = this.stopped;
     while (!signal.aborted && this.supported) {
