@@ -10,7 +10,7 @@ import { VISION_ENCODER } from "../models/contract.js";
 import type { DeviceSetting } from "../engine/sessions.js";
 import { DEFAULT_ENGINE_SETTINGS } from "../engine/segmenter.js";
 import { findProjectRoot } from "../engine/module-paths.js";
-import { DEFAULT_DOWNLOAD_LIMITS } from "./fetch-image.js";
+import { DEFAULT_DOWNLOAD_LIMITS } from "./download-limits.js";
 import type { InputLimits } from "./input.js";
 
 export class ConfigError extends Error {

@@ -14,27 +14,10 @@ import type { Dispatcher } from "undici";
 import { refusedCategory } from "./address-guard.js";
 import { redactUrl } from "./logger.js";
 import type { Logger } from "./logger.js";
+import type { DownloadLimits } from "./download-limits.js";
 
-export interface DownloadLimits {
-  /** Byte cap, checked against Content-Length and while streaming. */
-  maxBytes: number;
-  connectTimeoutMs: number;
-  headersTimeoutMs: number;
-  /** Deadline for the whole body, not an idle timeout between chunks. */
-  bodyTimeoutMs: number;
-  maxRedirects: number;
-  /** Turns the address guard off (SAM3_ALLOW_PRIVATE_URLS=1, local development and tests). */
-  allowPrivate: boolean;
-}
-
-export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = Object.freeze({
-  maxBytes: 50 * 1024 * 1024,
-  connectTimeoutMs: 5_000,
-  headersTimeoutMs: 10_000,
-  bodyTimeoutMs: 30_000,
-  maxRedirects: 5,
-  allowPrivate: false,
-});
+export { DEFAULT_DOWNLOAD_LIMITS } from "./download-limits.js";
+export type { DownloadLimits } from "./download-limits.js";
 
 export type DownloadErrorCode =
   | "UNSUPPORTED_SCHEME"
