@@ -6,7 +6,7 @@ import { constants, deflateSync } from "node:zlib";
 import { parseArgs } from "node:util";
 import sharp from "sharp";
 import { isMainModule } from "../engine/module-paths.js";
-import { allocScanlines, filterScanlines } from "../engine/png.js";
+import { filterScanlines, scanlinesOf } from "../engine/png.js";
 
 function mask(width: number, height: number): Buffer {
   const raw = Buffer.alloc(width * height);
@@ -15,8 +15,7 @@ function mask(width: number, height: number): Buffer {
 }
 
 function scanlines(raw: Buffer, width: number, height: number, upForRepeats: boolean): Buffer {
-  const s = allocScanlines(width, height);
-  for (let y = 0; y < height; y++) raw.copy(s, y * (width + 1) + 1, y * width, (y + 1) * width);
+  const s = scanlinesOf(raw, width, height);
   if (upForRepeats) filterScanlines(s, width, height);
   return s;
 }

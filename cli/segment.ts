@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { isMainModule } from "../engine/module-paths.js";
 import { decodeRle } from "../engine/rle.js";
 import type { CocoRle } from "../engine/rle.js";
-import { encodeGrayPngSync, allocScanlines } from "../engine/png.js";
+import { encodeGrayPngSync, scanlinesOf } from "../engine/png.js";
 import { jobLimits, loadConfig } from "../handler/config.js";
 import type { WorkerConfig } from "../handler/config.js";
 import { inProcessEngine } from "../handler/engine-client.js";
@@ -54,10 +54,7 @@ export function slug(concept: string): string {
 
 function pngFromRle(rle: CocoRle): Buffer {
   const [height, width] = rle.size;
-  const mask = decodeRle(rle);
-  const scanlines = allocScanlines(width, height);
-  for (let y = 0; y < height; y++) scanlines.set(mask.subarray(y * width, (y + 1) * width), y * (width + 1) + 1);
-  return encodeGrayPngSync(scanlines, width, height);
+  return encodeGrayPngSync(scanlinesOf(decodeRle(rle), width, height), width, height);
 }
 
 export async function runCli(argv: readonly string[], io: CliIo = defaultIo): Promise<number> {

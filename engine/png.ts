@@ -16,6 +16,13 @@ export function allocScanlines(width: number, height: number): Buffer {
   return Buffer.alloc(height * (width + 1));
 }
 
+/** Scanlines holding a row-major mask (for masks that were not rasterized into scanlines directly). */
+export function scanlinesOf(mask: Uint8Array, width: number, height: number): Buffer {
+  const scanlines = allocScanlines(width, height);
+  for (let y = 0; y < height; y++) scanlines.set(mask.subarray(y * width, (y + 1) * width), y * (width + 1) + 1);
+  return scanlines;
+}
+
 /** Sets each row's filter byte in place: Up with zeroed pixels for repeats of the row above, else None. */
 export function filterScanlines(scanlines: Buffer, width: number, height: number): void {
   const stride = width + 1;

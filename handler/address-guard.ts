@@ -42,11 +42,12 @@ const IPV4_RANGES: ReadonlyArray<readonly [string, number, string]> = [
   ["240.0.0.0", 4, "a reserved address"],
 ];
 
+/** The ranges as numbers, parsed once: every connection of every download is classified. */
+let parsedRanges: { base: number; mask: number; category: string }[] | undefined;
+
 function ipv4Category(addr: number): string | undefined {
-  for (const [base, bits, category] of IPV4_RANGES) {
-    const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
-    if (((addr & mask) >>> 0) === parseIPv4(base)) return category;
-  }
+  parsedRanges ??= IPV4_RANGES.map(([base, bits, category]) => ({ base: parseIPv4(base), mask: bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0, category }));
+  for (const { base, mask, category } of parsedRanges) if (((addr & mask) >>> 0) === base) return category;
   return undefined;
 }
 

@@ -131,8 +131,9 @@ export function parseManifest(data: unknown, where = "manifest"): ModelManifest 
       ),
     };
     // Every variant must yield exactly the contract files, each from a distinct remote asset.
-    const locals = planFiles(shared, spec).map((p) => p.local);
-    const remotes = planFiles(shared, spec).map((p) => p.spec.remote);
+    const planned = planFiles(shared, spec);
+    const locals = planned.map((p) => p.local);
+    const remotes = planned.map((p) => p.spec.remote);
     for (const need of MODEL_FILES) if (!locals.includes(need)) fail(`variant ${name} lacks ${need}`);
     for (const local of Object.keys(spec.files)) {
       if (!GRAPHS.some((g) => g.file === local)) fail(`variants.${name}.files.${local} is not a graph of the contract`);

@@ -1,12 +1,7 @@
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import { allocScanlines, encodeGrayPng, encodeGrayPngSync } from "../../engine/png.js";
+import { encodeGrayPng, encodeGrayPngSync, scanlinesOf } from "../../engine/png.js";
 
-function scanlinesOf(mask: Uint8Array, width: number, height: number): Buffer {
-  const s = allocScanlines(width, height);
-  for (let y = 0; y < height; y++) s.set(mask.subarray(y * width, (y + 1) * width), y * (width + 1) + 1);
-  return s;
-}
 
 describe("grayscale PNG writer", () => {
   it("writes an 8-bit, 1-channel PNG that decodes to the same pixels", async () => {
